@@ -1,0 +1,1 @@
+"""Command line for the analysis toolkit: `python -m jaxbgs.analysis --help`."""

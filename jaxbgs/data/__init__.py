@@ -1,0 +1,1 @@
+"""Human odd-one-out data: trial designs, loading and similarity matrices."""

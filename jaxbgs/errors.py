@@ -1,0 +1,15 @@
+"""One error type for bad user input, so the CLIs can print it as one readable line."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input from the user: names the file (and row or key) and says how to fix it."""
+
+    def __init__(
+        self, problem: str, *, file: object = None, where: str | None = None, fix: str | None = None
+    ):
+        self.problem, self.file, self.where, self.fix = problem, file, where, fix
+        head = ": ".join(str(x) for x in (file, where) if x is not None)
+        text = f"{head}: {problem}" if head else problem
+        super().__init__(f"{text}. Fix: {fix}" if fix else text)

@@ -1,0 +1,1 @@
+"""Scoring models against people: RSA, odd-one-out accuracy, statistics, ceilings, baselines."""

