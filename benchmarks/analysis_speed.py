@@ -59,8 +59,9 @@ def jaxbgs_side(h, m, sim, rows, cols, n_boot, n_perm, seed):
 def scipy_side(h, m, sim, rows, cols, n_boot, n_perm, seed, desc):
     """The same statistics, one `scipy.stats.spearmanr` call per resample and per permutation."""
     spearmanr = scipy.stats.spearmanr
-    with tqdm(total=n_boot + n_perm, desc=desc, unit="call", file=sys.stderr, mininterval=1.0,
-              leave=False) as bar:
+    with tqdm(
+        total=n_boot + n_perm, desc=desc, unit="call", file=sys.stderr, mininterval=1.0, leave=False
+    ) as bar:
         t0 = time.perf_counter()
         idx = resample_indices(len(h), n_boot, np.random.default_rng(seed))  # the very same draws
         r2 = np.empty(n_boot)
@@ -91,28 +92,39 @@ def model_similarity(data, human, model: str | None, seed: int) -> np.ndarray:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                    help=f"BGS human data directory (default {DEFAULT_DATA})")
+    ap.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"BGS human data directory (default {DEFAULT_DATA})"
+    )
     ap.add_argument("--n-boot", type=int, default=10_000)
     ap.add_argument("--n-perm", type=int, default=5_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default=None,
-                    help="language model for caption embeddings (e.g. all-MiniLM-L6-v2); default: synthetic")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="language model for caption embeddings (e.g. all-MiniLM-L6-v2); default: synthetic",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.n_boot < 1 or args.n_perm < 1:
         ap.error("--repeats, --n-boot and --n-perm must be positive")
     if not args.data.is_dir():
-        print(f"error: data directory {args.data} not found; pass --data DIR with the released BGS judgments",
-              file=sys.stderr)
+        print(
+            f"error: data directory {args.data} not found; pass --data DIR with the released BGS judgments",
+            file=sys.stderr,
+        )
         return 2
     try:
         data = load_human_data(args.data)
@@ -137,18 +149,29 @@ def main(argv: list[str] | None = None) -> int:
     diff_perm = float(np.max(np.abs(jnull - snull)))
     agree = diff_boot < TOLERANCE and diff_perm < TOLERANCE
 
-    med = {side: {"bootstrap": statistics.median(b for b, _ in ts),
-                  "permutation": statistics.median(p for _, p in ts),
-                  "total": statistics.median(b + p for b, p in ts)} for side, ts in times.items()}
+    med = {
+        side: {
+            "bootstrap": statistics.median(b for b, _ in ts),
+            "permutation": statistics.median(p for _, p in ts),
+            "total": statistics.median(b + p for b, p in ts),
+        }
+        for side, ts in times.items()
+    }
     ratio = {k: med["scipy"][k] / med["jaxbgs"][k] for k in ("bootstrap", "permutation", "total")}
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "data": str(args.data), "model": args.model or f"synthetic normal {EMBED_DIM}-d (seed {args.seed})",
-        "n_videos": int(human.n), "n_pairs": int(len(rows)),
-        "n_boot": args.n_boot, "n_perm": args.n_perm, "repeats": args.repeats,
-        "median_seconds": med, "ratio": ratio,
-        "target_ratio": TARGET, "meets_target": ratio["total"] >= TARGET,
+        "data": str(args.data),
+        "model": args.model or f"synthetic normal {EMBED_DIM}-d (seed {args.seed})",
+        "n_videos": int(human.n),
+        "n_pairs": int(len(rows)),
+        "n_boot": args.n_boot,
+        "n_perm": args.n_perm,
+        "repeats": args.repeats,
+        "median_seconds": med,
+        "ratio": ratio,
+        "target_ratio": TARGET,
+        "meets_target": ratio["total"] >= TARGET,
         "max_abs_diff": {"bootstrap_r2": diff_boot, "permutation_null": diff_perm},
         "agree": agree,
     }
@@ -157,18 +180,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         mc = result["machine"]
         print(f"analysis speed, {result['date']}")
-        print(f"machine: {mc['platform']}, {mc['processor']}, {mc['cpu_count']} CPUs, python {mc['python']}, "
-              f"numpy {mc['numpy']}, scipy {mc['scipy']}")
-        print(f"data: test split, {result['n_videos']} videos, {result['n_pairs']} observed pairs; "
-              f"model: {result['model']}")
+        print(
+            f"machine: {mc['platform']}, {mc['processor']}, {mc['cpu_count']} CPUs, python {mc['python']}, "
+            f"numpy {mc['numpy']}, scipy {mc['scipy']}"
+        )
+        print(
+            f"data: test split, {result['n_videos']} videos, {result['n_pairs']} observed pairs; "
+            f"model: {result['model']}"
+        )
         print(f"{args.n_boot} bootstrap + {args.n_perm} permutation resamples, median of {args.repeats}\n")
         print(f"{'':<12} {'jaxbgs (s)':>11} {'scipy loop (s)':>15} {'ratio':>9}")
         for k in ("bootstrap", "permutation", "total"):
             print(f"{k:<12} {med['jaxbgs'][k]:>11.3f} {med['scipy'][k]:>15.3f} {ratio[k]:>8.1f}x")
         verdict = "meets" if result["meets_target"] else "MISSES"
         print(f"\ntotal {ratio['total']:.1f}x: {verdict} the >= {TARGET:.0f}x target")
-        print(f"agreement: max |diff| bootstrap R^2 {diff_boot:.2e}, permutation null rho {diff_perm:.2e} "
-              f"({'OK' if agree else 'FAIL'}, tolerance {TOLERANCE:.0e})")
+        print(
+            f"agreement: max |diff| bootstrap R^2 {diff_boot:.2e}, permutation null rho {diff_perm:.2e} "
+            f"({'OK' if agree else 'FAIL'}, tolerance {TOLERANCE:.0e})"
+        )
     if not agree:
         print("error: jaxbgs and the scipy loop disagree", file=sys.stderr)
         return 1

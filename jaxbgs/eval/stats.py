@@ -14,7 +14,7 @@ import itertools
 
 import numpy as np
 
-_BLOCK = 1024  # resamples per block: a few block x n float32 temporaries, near cache size
+_BLOCK = 512  # resamples per block: a few block x n float32 temporaries stay in cache
 _PERM_BLOCK = 256  # permutations per block: block x n_cells temporaries stay in cache
 
 
@@ -124,8 +124,8 @@ def resample_indices(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarra
 def resample_counts(idx: np.ndarray, relabel: np.ndarray | None = None) -> np.ndarray:
     """Multiplicities (B, n) of each item in each resample; `relabel` renumbers the items first."""
     b, n = idx.shape
-    lab = idx if relabel is None else relabel[idx]
-    flat = lab.astype(np.int64) + (np.arange(b, dtype=np.int64) * n)[:, None]
+    flat = idx.astype(np.int64) if relabel is None else np.asarray(relabel, np.int64)[idx]
+    flat += (np.arange(b, dtype=np.int64) * n)[:, None]
     return np.bincount(flat.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
 
 
@@ -230,12 +230,14 @@ def permutation_spearman(
         where[iu, ju] = where[ju, iu] = pos
         rh_c = rh - rh.mean()
         den = np.sqrt((rh_c**2).sum() * (k**3 - k) / 12)
+        small = np.int16 if k < 2**15 else np.int64  # counts up to k: half the memory traffic of int32
+        perms = perms.astype(small) if m.shape[0] < 2**15 else perms
         for s in range(0, n_perm, _PERM_BLOCK):
             p = perms[s : s + _PERM_BLOCK]
             at = where[p[:, rows], p[:, cols]]
-            chosen = np.zeros((len(p), len(iu)), np.float32)
+            chosen = np.zeros((len(p), len(iu)), small)
             np.put_along_axis(chosen, at, 1, axis=1)
-            rank = np.take_along_axis(np.cumsum(chosen, axis=1), at, axis=1)  # rank among the chosen cells
+            rank = np.take_along_axis(np.cumsum(chosen, axis=1, dtype=small), at, axis=1)  # rank among chosen
             null[s : s + _PERM_BLOCK] = (rank.astype(np.float64) @ rh_c) / den
     else:
         for s in range(0, n_perm, _PERM_BLOCK):

@@ -24,8 +24,11 @@ def _random_matrix(n_videos: int, seed: int, lo: int = 2, hi: int = 12) -> PairM
     r, c = np.triu_indices(n_videos, k=1)
     cnt = rng.integers(lo, hi, size=len(r))
     tog = rng.binomial(cnt, rng.uniform(0.05, 0.95, size=len(r)))
-    return _matrix({(i, j): v for i, j, v in zip(r, c, cnt, strict=True)},
-                   {(i, j): v for i, j, v in zip(r, c, tog, strict=True)}, n_videos)
+    return _matrix(
+        {(i, j): v for i, j, v in zip(r, c, cnt, strict=True)},
+        {(i, j): v for i, j, v in zip(r, c, tog, strict=True)},
+        n_videos,
+    )
 
 
 def test_perfectly_consistent_votes_give_ceiling_one():

@@ -15,8 +15,10 @@ FAST = settings(max_examples=40, deadline=None)
 
 # integer vectors: exact ties are fine (ranks are exact), no float-tie flakiness
 int_vec = st.integers(3, 30).flatmap(
-    lambda n: st.tuples(hnp.arrays(np.int64, n, elements=st.integers(-20, 20)),
-                        hnp.arrays(np.int64, n, elements=st.integers(-20, 20)))
+    lambda n: st.tuples(
+        hnp.arrays(np.int64, n, elements=st.integers(-20, 20)),
+        hnp.arrays(np.int64, n, elements=st.integers(-20, 20)),
+    )
 )
 
 
@@ -32,8 +34,11 @@ def test_spearman_symmetric(xy):
 def test_spearman_rank_invariant(xy, kind, first):
     # a strictly increasing f keeps every order and tie -> identical ranks -> identical rho
     x, y = xy
-    f = {"cube": lambda v: v.astype(float) ** 3 + 7, "exp": lambda v: np.exp(v / 5.0),
-         "shift": lambda v: 3 * v - 100}[kind]
+    f = {
+        "cube": lambda v: v.astype(float) ** 3 + 7,
+        "exp": lambda v: np.exp(v / 5.0),
+        "shift": lambda v: 3 * v - 100,
+    }[kind]
     x2, y2 = (f(x), y) if first else (x, f(y))
     assert float(stats.spearman(x2, y2)) == float(stats.spearman(x, y))
 
@@ -51,9 +56,10 @@ _feature = st.one_of(st.just(0.0), st.floats(1e-3, 100), st.floats(-100, -1e-3))
 
 
 @FAST
-@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 6)),
-                  elements=_feature),
-       st.sampled_from(rsa.METRICS))
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 6)), elements=_feature),
+    st.sampled_from(rsa.METRICS),
+)
 def test_similarity_matrix_symmetric_and_bounded(x, metric):
     s = rsa.similarity_matrix(x, metric)
     assert s.shape == (len(x), len(x))

@@ -64,12 +64,19 @@ def _scipy_bootstrap_loop(y, xs, n_boot, seed):
     return np.array([[scipy.stats.spearmanr(x[i], y[i]).statistic for i in idx] for x in xs])
 
 
-@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("ties", [False, True, "human_levels", "model_levels"])
 def test_bootstrap_spearman_equals_scipy_loop_on_same_indices(ties):
     # Module docstring: the weighted-rank trick gives exactly spearmanr(x[idx], y[idx]) for the same idx.
+    # "human_levels": y has few levels, x is continuous (the RSA case, the float32 fast path); and swapped.
     rng = np.random.default_rng(2)
     n, n_boot, seed = 35, 300, 11
-    if ties:
+    if ties == "human_levels":
+        y = rng.integers(0, 6, size=n) / 5
+        xs = np.stack([y + rng.normal(size=n), rng.normal(size=n)])
+    elif ties == "model_levels":
+        y = rng.normal(size=n)
+        xs = np.stack([np.round(y), rng.integers(0, 3, size=n)]).astype(float)
+    elif ties:
         y = rng.integers(0, 4, size=n).astype(float)
         xs = np.stack([y + rng.integers(0, 3, size=n), rng.integers(0, 5, size=n)]).astype(float)
     else:
