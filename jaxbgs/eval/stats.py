@@ -230,8 +230,10 @@ def permutation_spearman(
         where[iu, ju] = where[ju, iu] = pos
         rh_c = rh - rh.mean()
         den = np.sqrt((rh_c**2).sum() * (k**3 - k) / 12)
-        small = np.int16 if k < 2**15 else np.int64  # counts up to k: half the memory traffic of int32
-        perms = perms.astype(small) if m.shape[0] < 2**15 else perms
+        # Narrow integers halve the memory traffic: running counts reach k, indices reach the video count.
+        small = np.int16 if k < 2**15 else np.int64
+        if m.shape[0] < 2**15:
+            perms = perms.astype(np.int16)
         for s in range(0, n_perm, _PERM_BLOCK):
             p = perms[s : s + _PERM_BLOCK]
             at = where[p[:, rows], p[:, cols]]
