@@ -1,0 +1,235 @@
+"""Pieces shared by every backbone: the common config fields, output type, attention, norms, MLP,
+projection head and remat policies. Each family file composes these into its own encoder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from jaxbgs.errors import InputError
+from jaxbgs.lora import Dense, TrainableParam
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+ATTENTION = ("xla", "cudnn")
+POOLS = ("cls", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """Run-time options shared by all families (architecture fields live in each subclass).
+
+    `dtype` is the compute dtype (parameters stay float32); `remat` picks a per-block
+    `jax.checkpoint` policy; `attention` is the `jax.nn.dot_product_attention` implementation
+    (`cudnn` on GPU); `pool` picks the clip embedding; `head_dim` adds a trainable linear head.
+    """
+
+    dtype: str = "float32"
+    remat: str = "none"
+    attention: str = "xla"
+    pool: str = "mean"
+    head_dim: int | None = None
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("dtype", DTYPES),
+            ("remat", tuple(REMAT_POLICIES)),
+            ("attention", ATTENTION),
+            ("pool", POOLS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise InputError(
+                    f"{name}={getattr(self, name)!r} is not supported",
+                    where=f"{type(self).__name__}.{name}",
+                    fix=f"choose from {list(allowed)}",
+                )
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise InputError(f"unknown config key(s) {unknown}", where=cls.__name__)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def replace(self, **kw):
+        return dataclasses.replace(self, **kw)
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_json())
+
+
+@struct.dataclass
+class Output:
+    """What every backbone returns.
+
+    `embedding`: the clip embedding used by BGS (pooled, then the head if configured), (B, E).
+    `tokens`: final normalised token states (B, N, D).
+    `hidden_states`: the embedding output then every block's output, as transformers'
+    `output_hidden_states` (depth + 1 entries).
+    `attentions`: per block, the softmax weights (B, heads, N, N) when requested, else None.
+    """
+
+    embedding: jax.Array
+    tokens: jax.Array
+    hidden_states: tuple[jax.Array, ...]
+    attentions: tuple[Any, ...] | None = None
+
+
+def attention(q, k, v, *, implementation: str = "xla", return_weights: bool = False):
+    """Softmax attention on (B, N, heads, head_dim) inputs, scaled by head_dim**-0.5.
+
+    With `return_weights` the weights are formed explicitly (for rollout); otherwise the fused
+    `jax.nn.dot_product_attention` runs, with cuDNN's flash kernel when asked for.
+    """
+    if return_weights:
+        scale = q.shape[-1] ** -0.5
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(scale, q.dtype)
+        weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
+        weights = weights.astype(q.dtype)
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), weights
+    if q.dtype == jnp.float64:  # the fused op takes its softmax in float32: keep float64 checks exact
+        return attention(q, k, v, return_weights=True)[0], None
+    return jax.nn.dot_product_attention(q, k, v, implementation=implementation), None
+
+
+def layer_norm(dim: int, eps: float, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm with PyTorch's two-pass variance (the fast E[x^2]-E[x]^2 form drifts by ~1e-6)."""
+    return nnx.LayerNorm(dim, epsilon=eps, use_fast_variance=False, dtype=dtype, rngs=rngs)
+
+
+def gelu(x):
+    return jax.nn.gelu(x, approximate=False)
+
+
+def quick_gelu(x):
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"gelu": gelu, "quick_gelu": quick_gelu, "gelu_new": lambda x: jax.nn.gelu(x, approximate=True)}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise InputError(f"activation {name!r} is not supported", fix=f"choose from {list(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class Mlp(nnx.Module):
+    """fc1 -> activation -> fc2, both adapted as the `mlp` LoRA group."""
+
+    def __init__(self, dim, hidden, *, act="gelu", lora=None, dtype=None, rngs: nnx.Rngs):
+        self.fc1 = Dense(dim, hidden, group="mlp", lora=lora, dtype=dtype, rngs=rngs)
+        self.fc2 = Dense(hidden, dim, group="mlp", lora=lora, dtype=dtype, rngs=rngs)
+        self.act = activation(act)
+
+    def __call__(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ProjectionHead(nnx.Module):
+    """Trainable head on the pooled embedding: Linear, then optionally LayerNorm, ReLU and dropout
+    (the authors' TimeSformer head is Linear(768, 128), LayerNorm, ReLU, Dropout(0.3))."""
+
+    def __init__(self, dim, out, *, norm=False, relu=False, dropout=0.0, rngs: nnx.Rngs):
+        self.proj = Dense(dim, out, trainable=True, rngs=rngs)
+        if norm:
+            self.norm = nnx.LayerNorm(
+                out, epsilon=1e-5, use_fast_variance=False, rngs=rngs, scale_init=nnx.initializers.ones
+            )
+            self.norm.scale = TrainableParam(self.norm.scale[...])
+            self.norm.bias = TrainableParam(self.norm.bias[...])
+        else:
+            self.norm = None
+        self.relu = relu
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
+
+    def __call__(self, x):
+        x = self.proj(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.relu:
+            x = jax.nn.relu(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return x
+
+
+def make_head(cfg: BackboneConfig, dim: int, *, rngs: nnx.Rngs) -> ProjectionHead | None:
+    return ProjectionHead(dim, cfg.head_dim, rngs=rngs) if cfg.head_dim else None
+
+
+def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = False, **kw):
+    """Apply blocks in order under the configured remat policy; collect states and attentions."""
+    hidden, attns = [x], []
+    policy = REMAT_POLICIES[cfg.remat]
+    for block in blocks:
+        if cfg.remat == "none" or output_attentions:
+            x, a = block(x, output_attentions=output_attentions, **kw)
+        else:
+            x, a = nnx.remat(lambda b, h: b(h, **kw), policy=policy)(block, x)
+        hidden.append(x)
+        attns.append(a)
+    return x, tuple(hidden), (tuple(attns) if output_attentions else None)
+
+
+def pool_tokens(tokens, pool: str, *, has_cls: bool):
+    if pool == "cls":
+        if not has_cls:
+            raise InputError("this backbone has no CLS token", where="pool", fix="use pool='mean'")
+        return tokens[:, 0]
+    return tokens[:, 1:].mean(axis=1) if has_cls else tokens.mean(axis=1)
+
+
+def check_multiple(name: str, value: int, multiple: int, what: str):
+    if value % multiple or value <= 0:
+        raise InputError(
+            f"{name} {value} is not a positive multiple of {multiple}",
+            where="input",
+            fix=f"resize or sample the clip so that {what}",
+        )
+
+
+class PatchEmbed(nnx.Module):
+    """A strided Conv2d/Conv3d patch embedding computed as one matmul over flattened patches.
+
+    `kernel` keeps PyTorch's spatial layout moved channels-last: (kt, ph, pw, C, D) for a tubelet
+    conv, (ph, pw, C, D) for a per-frame conv. Input (B, T, H, W, C) gives a (B, T/kt, H/ph, W/pw, D)
+    grid; trailing frames or pixels that do not fill a patch are rejected, not dropped.
+    """
+
+    def __init__(self, channels, dim, *, patch, tubelet=None, use_bias=True, dtype=None, rngs: nnx.Rngs):
+        self.patch, self.tubelet = patch, tubelet
+        shape = ((tubelet,) if tubelet else ()) + (patch, patch, channels, dim)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape))
+        self.bias = nnx.Param(jnp.zeros((dim,))) if use_bias else None
+        self.dtype = dtype
+
+    def __call__(self, x):
+        b, t, h, w, c = x.shape
+        kt, p = self.tubelet or 1, self.patch
+        check_multiple("frame count", t, kt, f"it is a multiple of the tubelet size {kt}")
+        check_multiple("height", h, p, f"height and width are multiples of the patch size {p}")
+        check_multiple("width", w, p, f"height and width are multiples of the patch size {p}")
+        dtype = self.dtype or x.dtype
+        x = x.reshape(b, t // kt, kt, h // p, p, w // p, p, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+        x = x.reshape(b, t // kt, h // p, w // p, kt * p * p * c).astype(dtype)
+        y = x @ self.kernel[...].reshape(-1, self.kernel.shape[-1]).astype(dtype)
+        return y + self.bias[...].astype(dtype) if self.bias is not None else y
