@@ -253,7 +253,7 @@ def read_checkpoint(src: str | Path, *, unwrap: Callable[[dict, Path], dict] | N
         obj = _load_torch_file(path)
         state = unwrap(obj, path) if unwrap else obj
         return _to_numpy(state, path), None, path
-    if not path.exists() and "/" not in str(src):
+    if not path.exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):  # neither a path nor a Hub id
         raise InputError(
             "no such file or directory", file=src, fix="pass a local checkpoint path or HF cache id"
         )
@@ -332,7 +332,7 @@ def save(model: nnx.Module, dst: str | Path, meta: Meta, *, passthrough: dict | 
     import orbax.checkpoint as ocp
 
     dst = Path(dst).absolute()
-    state = nnx.state(model, nnx.Param).to_pure_dict()
+    state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     with atomic_path(dst, directory=True) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
         with ocp.StandardCheckpointer() as ckpt:
@@ -369,7 +369,7 @@ def load(src: str | Path) -> tuple[nnx.Module, Meta]:
     state = nnx.state(model, nnx.Param)
     with ocp.StandardCheckpointer() as ckpt:
         try:
-            restored = ckpt.restore(src / "params", state.to_pure_dict())
+            restored = ckpt.restore(src / "params", nnx.to_pure_dict(state))
         except Exception as e:
             raise InputError(
                 f"cannot restore parameters ({type(e).__name__}: {str(e)[:300]})",

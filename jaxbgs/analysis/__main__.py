@@ -66,11 +66,11 @@ def _score(args, similarity: np.ndarray, matrix, trials) -> dict:
 
 
 def cmd_language(args) -> dict:
-    from jaxbgs.eval.language import TorchSentenceEncoder, caption_embeddings
+    from jaxbgs.eval.language import BACKENDS, caption_embeddings
     from jaxbgs.eval.rsa import aligned_similarity
 
     data, ids, trials, matrix = _data(args)
-    encoder = TorchSentenceEncoder(args.model)
+    encoder = BACKENDS[args.backend](args.model)
     emb = caption_embeddings(encoder, data.captions, ids, args.captions)
     sim = aligned_similarity(emb, ids, matrix, metric="cosine", project=args.project, seed=args.seed)
     return {
@@ -78,7 +78,7 @@ def cmd_language(args) -> dict:
         "model_dir": str(encoder.path),
         "captions": args.captions,
         "split": args.split,
-        "backend": "torch",
+        "backend": args.backend,
         "dim": int(emb.shape[1]),
     } | _score(args, sim, matrix, trials)
 
@@ -250,6 +250,12 @@ def parser() -> argparse.ArgumentParser:
         "--model", required=True, help="local HF directory, cached Hub id, or packaged model name"
     )
     sp.add_argument("--captions", choices=("first", "mean", "concat"), default="first")
+    sp.add_argument(
+        "--backend",
+        choices=("torch", "flax"),
+        default="torch",
+        help="transformers on PyTorch (reference) or the Flax BERT port (same numbers)",
+    )
     sp.set_defaults(func=cmd_language)
 
     sp = sub.add_parser("rsa", help="score precomputed embeddings (.npy, or .npz with one array per layer)")

@@ -176,6 +176,20 @@ def make_head(cfg: BackboneConfig, dim: int, *, rngs: nnx.Rngs) -> ProjectionHea
     return ProjectionHead(dim, cfg.head_dim, rngs=rngs) if cfg.head_dim else None
 
 
+def _remat_call(block, x, policy, kw):
+    """`jax.checkpoint` over one block, functionally: split, merge inside, hand the RNG state back
+    (dropout keys advance as without remat)."""
+    graphdef, params, rest = nnx.split(block, nnx.Param, ...)
+
+    def f(params, rest, h):
+        b = nnx.merge(graphdef, params, rest)
+        return b(h, **kw)[0], nnx.state(b, nnx.RngState)
+
+    y, rng = jax.checkpoint(f, policy=policy)(params, rest, x)
+    nnx.update(block, rng)
+    return y
+
+
 def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = False, **kw):
     """Apply blocks in order under the configured remat policy; collect states and attentions."""
     hidden, attns = [x], []
@@ -184,7 +198,7 @@ def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = Fals
         if cfg.remat == "none" or output_attentions:
             x, a = block(x, output_attentions=output_attentions, **kw)
         else:
-            x, a = nnx.remat(lambda b, h: b(h, **kw), policy=policy)(block, x)
+            x, a = _remat_call(block, x, policy, kw), None
         hidden.append(x)
         attns.append(a)
     return x, tuple(hidden), (tuple(attns) if output_attentions else None)

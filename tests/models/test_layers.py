@@ -1,0 +1,88 @@
+"""Shared layers: attention paths agree, patch embedding equals a strided convolution, remat keeps
+values and gradients, configs validate."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxbgs import lora
+from jaxbgs.errors import InputError
+from jaxbgs.models import layers, vjepa2
+
+RNG = np.random.default_rng(0)
+
+
+def test_explicit_and_fused_attention_agree():
+    q, k, v = (jnp.asarray(RNG.standard_normal((2, 7, 3, 8)), jnp.float32) for _ in range(3))
+    fused, none = layers.attention(q, k, v)
+    explicit, weights = layers.attention(q, k, v, return_weights=True)
+    assert none is None and weights.shape == (2, 3, 7, 7)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(fused, explicit, atol=1e-6)
+
+
+def test_patch_embed_equals_strided_conv():
+    embed = layers.PatchEmbed(3, 5, patch=4, tubelet=2, rngs=nnx.Rngs(0))
+    x = jnp.asarray(RNG.standard_normal((1, 4, 8, 12, 3)), jnp.float32)
+    conv = jax.lax.conv_general_dilated(
+        x, embed.kernel[...], window_strides=(2, 4, 4), padding="VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+    )
+    np.testing.assert_allclose(embed(x), conv + embed.bias[...], atol=1e-5)
+    assert embed(x).shape == (1, 2, 2, 3, 5)
+
+
+@pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
+def test_remat_keeps_values_and_gradients(policy):
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    x = jnp.asarray(RNG.standard_normal((1, 2, 32, 32, 3)), jnp.float32)
+    grads = []
+    for remat in ("none", policy):
+        model = vjepa2.Model(cfg.replace(remat=remat), lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
+        for path in lora.adapter_paths(model):  # give B a value so A receives gradient too
+            layer = model.blocks[path[1]].attention
+            getattr(layer, path[-1]).lora_b[...] = jnp.full(getattr(layer, path[-1]).lora_b.shape, 0.01)
+        graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
+        loss = jax.jit(jax.value_and_grad(lambda t: jnp.sum(nnx.merge(graphdef, t, rest)(x).embedding ** 2)))
+        grads.append(loss(tr))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads[0][1]), jax.tree.leaves(grads[1][1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    model = vjepa2.Model(cfg.replace(dtype="bfloat16"), lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
+    out = model(jnp.zeros((1, 2, 32, 32, 3)))
+    assert out.tokens.dtype == jnp.bfloat16
+    assert {v.dtype for v in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
+
+
+def test_config_validation_and_json_round_trip():
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    assert vjepa2.Config.from_json(cfg.to_json()) == cfg
+    with pytest.raises(InputError, match=r"unknown config key\(s\) \['depth'\]"):
+        vjepa2.Config.from_json({**cfg.to_json(), "depth": 3})
+    with pytest.raises(InputError, match="remat='some' is not supported"):
+        cfg.replace(remat="some")
+    with pytest.raises(InputError, match="not divisible by 5 heads"):
+        cfg.replace(num_attention_heads=5)
+    with pytest.raises(InputError, match="no CLS token"):
+        cfg.replace(pool="cls")
+
+
+def test_head_is_trainable_and_sized():
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, head_dim=7)
+    model = vjepa2.Model(cfg, rngs=nnx.Rngs(0))
+    assert model(jnp.zeros((2, 2, 32, 32, 3))).embedding.shape == (2, 7)
+    assert lora.summary(model).trainable == 32 * 7 + 7
+
+
+def test_attention_maps_are_returned_per_block():
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    model = vjepa2.Model(cfg, rngs=nnx.Rngs(0))
+    x = jnp.asarray(RNG.standard_normal((1, 2, 32, 32, 3)), jnp.float32)
+    out = model(x, output_attentions=True)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (1, 2, 4, 4)
+    np.testing.assert_allclose(out.tokens, model(x).tokens, atol=1e-5)
