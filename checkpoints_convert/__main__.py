@@ -41,7 +41,9 @@ def _to_flax(args) -> dict:
     overrides = parse_sets(args.set)
     fields = {f.name for f in dataclasses.fields(models.family(args.arch).Config)}
     if unknown := sorted(set(overrides) - fields):
-        raise InputError(f"unknown config key(s) {unknown}", where="--set", fix=f"choose from {sorted(fields)}")
+        raise InputError(
+            f"unknown config key(s) {unknown}", where="--set", fix=f"choose from {sorted(fields)}"
+        )
     dst = convert.to_flax(args.arch, args.src, args.dst, **overrides)
     return {"written": str(dst), "arch": args.arch}
 
@@ -89,7 +91,10 @@ def parser() -> argparse.ArgumentParser:
 def _print_human(result: dict) -> None:
     if "per_layer_max_abs_diff" in result:
         print(f"{result['arch']}: input {result['input_shapes']}")
-        print(f"output max |diff| {result['max_abs_diff']:.3e} (output max |value| {result['output_max_abs']:.3g})")
+        print(
+            f"output max |diff| {result['max_abs_diff']:.3e} "
+            f"(output max |value| {result['output_max_abs']:.3g})"
+        )
         for i, d in enumerate(result["per_layer_max_abs_diff"]):
             print(f"  {'embeddings' if i == 0 else f'block {i - 1}':>10}  {d:.3e}")
     else:

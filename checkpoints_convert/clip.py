@@ -10,9 +10,12 @@ the module names of CLIPModel and CLIPVisionModelWithProjection.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
-from checkpoints_convert.core import CONV, LINEAR, KeyMap, Rule
+from checkpoints_convert.core import CONV, LINEAR, KeyMap, Meta, Rule
 from checkpoints_convert.families import Family
 from jaxbgs.errors import InputError
 from jaxbgs.models import clip
@@ -157,6 +160,24 @@ def torch_forward(model, inputs: dict):
     return out.last_hidden_state.numpy(), [s.numpy() for s in out.hidden_states]
 
 
+def write_torch(dst: Path, state: dict, meta: Meta, family: Family) -> None:
+    """`write_hf_dir` with `logit_scale` a 0-d tensor again.
+
+    `np.ascontiguousarray` (core.save's passthrough, write_hf_dir) turns 0-d arrays into shape (1,),
+    which CLIPModel rejects on load and silently re-initialises; so this writes the weights itself.
+    """
+    from safetensors.numpy import save_file
+
+    hf = dict(meta.hf_config or family.hf_config(family.config(meta)))
+    (dst / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
+    if "logit_scale" in state:
+        state = state | {"logit_scale": np.reshape(state["logit_scale"], ())}
+    save_file(
+        {k: np.asarray(v, dtype=np.float32, order="C") for k, v in state.items()},
+        str(dst / "model.safetensors"),
+    )
+
+
 FAMILY = Family(
     arch="clip",
     key_map=KEY_MAP,
@@ -164,5 +185,6 @@ FAMILY = Family(
     hf_config=hf_config,
     torch_model=torch_model,
     torch_forward=torch_forward,
+    write_torch=write_torch,
     torch_class=None,  # keep the source's `architectures` (CLIPModel, CLIPVisionModel, ...)
 )

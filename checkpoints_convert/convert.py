@@ -71,11 +71,11 @@ def peft_adapters(model: nnx.Module, meta: core.Meta) -> tuple[dict, dict]:
             raise InputError(f"no PyTorch module for adapter {dotted}", fix="extend the family's key map")
         module = hit[0][: -len(".weight")]
         modules.append(module)
-        tensors[f"base_model.model.{module}.lora_A.weight"] = np.ascontiguousarray(
-            np.asarray(layer.lora_a[...]).T
+        tensors[f"base_model.model.{module}.lora_A.weight"] = np.asarray(
+            np.asarray(layer.lora_a[...]).T, order="C"
         )
-        tensors[f"base_model.model.{module}.lora_B.weight"] = np.ascontiguousarray(
-            np.asarray(layer.lora_b[...]).T
+        tensors[f"base_model.model.{module}.lora_B.weight"] = np.asarray(
+            np.asarray(layer.lora_b[...]).T, order="C"
         )
     config = {
         "peft_type": "LORA",
@@ -119,7 +119,7 @@ def to_torch(src, dst, *, peft: bool = False) -> Path:
             fam.write_torch(tmp, state, meta, fam)
         if heads := head_tensors(model):
             save_file(
-                {k: np.ascontiguousarray(v) for k, v in heads.items()}, str(tmp / "jaxbgs_head.safetensors")
+                {k: np.asarray(v, order="C") for k, v in heads.items()}, str(tmp / "jaxbgs_head.safetensors")
             )
     return dst
 

@@ -76,13 +76,16 @@ class KeyMap:
 
     `strip`: prefixes removed from source keys first (a task model's base-model prefix such as
     `vjepa2.`); `keep`: regexes of tensors carried untouched to the export (the V-JEPA 2
-    predictor); `ignore`: regexes of tensors dropped on purpose (classifier heads).
+    predictor); `ignore`: regexes of tensors dropped on purpose (classifier heads); `rename`:
+    (regex, replacement) pairs applied after stripping, for on-disk names that PyTorch renames at
+    load time (VideoMAE's `q_bias`).
     """
 
     rules: tuple[Rule, ...]
     ignore: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     strip: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
 
     def prepare(self, state: dict) -> dict:
         out = {}
@@ -91,8 +94,10 @@ class KeyMap:
                 if k.startswith(p):
                     k = k[len(p) :]
                     break
+            for pattern, replacement in self.rename:
+                k = re.sub(pattern, replacement, k)
             if k in out:
-                raise InputError(f"key {k} appears twice after removing the prefix {self.strip}")
+                raise InputError(f"key {k} appears twice after normalising the names (prefixes {self.strip})")
             out[k] = v
         return out
 
@@ -172,7 +177,7 @@ def apply_to_torch(params: dict[str, np.ndarray], key_map: KeyMap) -> dict[str, 
         if hit is None:
             raise InputError(f"no PyTorch name for Flax parameter {key}", fix="extend the family's key map")
         tkey, transform = hit
-        out[tkey] = np.ascontiguousarray(transform.to_torch(np.asarray(value)))
+        out[tkey] = np.asarray(transform.to_torch(np.asarray(value)), order="C")
     return out
 
 
@@ -246,14 +251,15 @@ def read_checkpoint(src: str | Path, *, unwrap: Callable[[dict, Path], dict] | N
     """Read a local PyTorch checkpoint: a HF directory (config.json plus model.safetensors,
     pytorch_model.bin or a sharded index), a Hub id in the local cache, or one .pt/.pth/.bin/
     .safetensors file. Returns (state dict of numpy arrays, HF config dict or None, resolved path)."""
-    from jaxbgs.eval.language import resolve_model_dir
+    from jaxbgs.eval.language import PACKAGED, resolve_model_dir
 
     path = Path(src).expanduser()
     if path.is_file():
         obj = _load_torch_file(path)
         state = unwrap(obj, path) if unwrap else obj
         return _to_numpy(state, path), None, path
-    if not path.exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)):  # neither a path nor a Hub id
+    hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)) or str(src).lower() in PACKAGED
+    if not path.exists() and not hub_id:
         raise InputError(
             "no such file or directory", file=src, fix="pass a local checkpoint path or HF cache id"
         )
@@ -340,7 +346,7 @@ def save(model: nnx.Module, dst: str | Path, meta: Meta, *, passthrough: dict | 
         if passthrough:
             from safetensors.numpy import save_file
 
-            save_file({k: np.ascontiguousarray(v) for k, v in passthrough.items()}, str(tmp / PASSTHROUGH))
+            save_file({k: np.asarray(v, order="C") for k, v in passthrough.items()}, str(tmp / PASSTHROUGH))
     return dst
 
 

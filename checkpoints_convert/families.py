@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
 from checkpoints_convert.core import KeyMap, Meta
 from jaxbgs.errors import InputError
@@ -28,9 +29,14 @@ def video_input(cfg, frames: int | None, size: int | None, seed: int, batch: int
     return {"pixels": rng.standard_normal((batch, frames, size, size, 3)).astype(np.float32)}
 
 
+@nnx.jit
+def _forward(model, pixels):
+    return model(pixels)
+
+
 def flax_video_forward(model, inputs: dict):
     """(final tokens, hidden states) of a Flax backbone, for comparison with the PyTorch twin."""
-    out = model(inputs["pixels"])
+    out = _forward(model, inputs["pixels"])
     return np.asarray(out.tokens), [np.asarray(h) for h in out.hidden_states]
 
 
@@ -43,7 +49,7 @@ def write_hf_dir(dst: Path, state: dict[str, np.ndarray], meta: Meta, family: Fa
         hf_config["architectures"] = [family.torch_class]
     (dst / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     save_file(
-        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()},
+        {k: np.asarray(v, dtype=np.float32, order="C") for k, v in state.items()},
         str(dst / "model.safetensors"),
     )
 

@@ -5,6 +5,7 @@ classifier dropped)."""
 from __future__ import annotations
 
 import numpy as np
+from flax import nnx
 
 from checkpoints_convert.core import CONV, LINEAR, KeyMap, Rule
 from checkpoints_convert.families import Family
@@ -86,6 +87,17 @@ def torch_forward(model, inputs: dict):
     return out.last_hidden_state.numpy(), [h.numpy() for h in out.hidden_states]
 
 
+def flax_forward(model, inputs: dict):
+    """(final tokens, hidden states), jitted: one compile per input shape instead of one per op."""
+    out = _jit_forward(model, inputs["pixels"])
+    return np.asarray(out.tokens), [np.asarray(h) for h in out.hidden_states]
+
+
+@nnx.jit
+def _jit_forward(model, pixels):
+    return model(pixels)
+
+
 FAMILY = Family(
     arch="timesformer",
     key_map=KEY_MAP,
@@ -93,5 +105,6 @@ FAMILY = Family(
     hf_config=hf_config,
     torch_model=torch_model,
     torch_forward=torch_forward,
+    flax_forward=flax_forward,
     torch_class="TimesformerModel",
 )

@@ -1,6 +1,8 @@
 """A PyTorch reimplementation of the V-JEPA 2.1 encoder (`app/vjepa_2_1/models/vision_transformer.py` of
 facebookresearch/vjepa2, as its hub loader builds it), written from the official code's documented
-behaviour (reference/vjepa.md §2). It is NOT the official code.
+behaviour (reference/vjepa.md §2). It is NOT the official code, but was checked against it out of
+tree (upstream commit be434e4, a random 12-layer ViT-B): bit-identical default, hierarchical and
+per-block outputs in float32 and float64 on video, single-image, 384-px and non-square inputs.
 
 Why a reimplementation: the official code cannot be installed from a package registry (there is no
 `vjepa2` package, and the community fork `cc-vjepa2` predates 2.1) and transformers has no V-JEPA 2.1
@@ -22,13 +24,11 @@ interpolate_rope=True`, modality embeddings on, SDPA attention, exact GELU, Laye
 
 Extensions for testing, none of which changes the default output: `output_hidden_states` returns the
 embedding output then each block's output (un-normed), `output_attentions` computes the softmax
-weights explicitly, and `hierarchical_layers` may be given for depths the official class does not
-know (12/24/40/48 are fixed by the official table; other depths default to ceil(depth*k/4)-1).
+weights explicitly, and `hierarchical_layers` may be given (the official class fixes them by depth
+for 12/24/40/48 only, the table below; other depths must pass them).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +36,6 @@ from torch import nn
 
 HIERARCHICAL_LAYERS = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 40: (9, 19, 29, 39), 48: (11, 23, 37, 47)}
 PRETRAINED_GRID = {16: 256 // 16, 14: 252 // 14}
-
-
-def default_hierarchical_layers(depth: int) -> tuple[int, ...]:
-    """The official table; elsewhere the quartile blocks ceil(depth*k/4)-1 (the table's rule, except 48)."""
-    return HIERARCHICAL_LAYERS.get(depth) or tuple(math.ceil(depth * k / 4) - 1 for k in range(1, 5))
 
 
 class PatchEmbed3D(nn.Module):
@@ -147,7 +142,9 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(
             [Block(embed_dim, num_heads, mlp_ratio, qkv_bias, layer_norm_eps) for _ in range(depth)]
         )
-        self.hierarchical_layers = list(hierarchical_layers or default_hierarchical_layers(depth))
+        if hierarchical_layers is None and depth not in HIERARCHICAL_LAYERS:
+            raise ValueError(f"depth {depth} has no official hierarchical layers: pass hierarchical_layers")
+        self.hierarchical_layers = list(hierarchical_layers or HIERARCHICAL_LAYERS[depth])
         self.norms_block = nn.ModuleList(
             [nn.LayerNorm(embed_dim, eps=layer_norm_eps) for _ in self.hierarchical_layers]
         )
@@ -187,7 +184,11 @@ class VisionTransformer(nn.Module):
             attns.append(attn)
         if training or self.return_hierarchical:
             out = torch.cat(
-                [norm(hidden[i + 1]) for norm, i in zip(self.norms_block, self.hierarchical_layers)], dim=2
+                [
+                    norm(hidden[i + 1])
+                    for norm, i in zip(self.norms_block, self.hierarchical_layers, strict=True)
+                ],
+                dim=2,
             )
         else:
             out = self.norms_block[-1](x)

@@ -11,8 +11,6 @@ under the on-disk names, which every transformers version reads.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from checkpoints_convert.core import CONV, LINEAR, KeyMap, Rule
@@ -26,23 +24,9 @@ _BIAS_RENAMES = (
 )
 
 
-class _KeyMap(KeyMap):
-    """`KeyMap` whose `prepare` also applies transformers' `q_bias`/`v_bias` load-time renaming."""
-
-    def prepare(self, state: dict) -> dict:
-        out = {}
-        for k, v in super().prepare(state).items():
-            for pat, rep in _BIAS_RENAMES:
-                k = re.sub(pat, rep, k)
-            if k in out:
-                raise InputError(f"key {k} appears both as a q_bias/v_bias tensor and as a Linear bias")
-            out[k] = v
-        return out
-
-
 _L = "encoder.layer.{i}"
 _B = "blocks.{i}"
-KEY_MAP = _KeyMap(
+KEY_MAP = KeyMap(
     rules=(
         Rule("embeddings.patch_embeddings.projection.weight", "patch_embed.kernel", CONV),
         Rule("embeddings.patch_embeddings.projection.bias", "patch_embed.bias"),
@@ -76,6 +60,7 @@ KEY_MAP = _KeyMap(
     ),
     ignore=(r"decoder\.", r"encoder_to_decoder\.", r"mask_token$", r"fc_norm\.", r"classifier\."),
     strip=("videomae.",),
+    rename=_BIAS_RENAMES,
 )
 
 _FIELDS = (

@@ -62,7 +62,7 @@ def unwrap_release(obj: dict, path: Path) -> dict:
     raise InputError(
         f"no V-JEPA 2.1 encoder weights (top-level keys: {sorted(map(str, obj))[:10]})",
         file=path,
-        fix="pass a V-JEPA 2.1 release file (with 'ema_encoder' or 'target_encoder') or the encoder's state dict",
+        fix="pass a V-JEPA 2.1 release file (with 'ema_encoder' or 'target_encoder') or a state dict",
     )
 
 
@@ -151,8 +151,7 @@ def write_release(dst: Path, state: dict[str, np.ndarray], meta, family: Family)
 
     cfg = family.config(meta)
     tensors = {
-        "module.backbone." + k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
-        for k, v in state.items()
+        "module.backbone." + k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()
     }
     torch.save({"ema_encoder": tensors}, dst / EXPORT_FILE)
     info = {

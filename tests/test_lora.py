@@ -12,7 +12,9 @@ from jaxbgs import lora
 from jaxbgs.errors import InputError
 from jaxbgs.models import vjepa2
 
-TINY = vjepa2.Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, crop_size=32, frames_per_clip=4)
+TINY = vjepa2.Config(
+    hidden_size=48, num_hidden_layers=2, num_attention_heads=4, crop_size=32, frames_per_clip=4
+)
 CLIP = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
 
 
@@ -36,7 +38,9 @@ def test_dense_matches_peft_forward():
     with torch.no_grad():
         model.base_model.model[0].lora_B["default"].weight.normal_()
     layer = model.base_model.model[0]
-    dense = lora.Dense(6, 5, group="qkv", lora=lora.LoRAConfig(rank=2, alpha=6, targets=("qkv",)), rngs=nnx.Rngs(0))
+    dense = lora.Dense(
+        6, 5, group="qkv", lora=lora.LoRAConfig(rank=2, alpha=6, targets=("qkv",)), rngs=nnx.Rngs(0)
+    )
     dense.kernel[...] = layer.base_layer.weight.detach().numpy().T
     dense.bias[...] = layer.base_layer.bias.detach().numpy()
     dense.lora_a[...] = layer.lora_A["default"].weight.detach().numpy().T
@@ -49,7 +53,9 @@ def test_dense_matches_peft_forward():
 
 
 def test_peft_like_init():
-    dense = lora.Dense(400, 30, group="out", lora=lora.LoRAConfig(rank=64, targets=("out",)), rngs=nnx.Rngs(0))
+    dense = lora.Dense(
+        400, 30, group="out", lora=lora.LoRAConfig(rank=64, targets=("out",)), rngs=nnx.Rngs(0)
+    )
     a = np.asarray(dense.lora_a[...])
     bound = 1 / np.sqrt(400)  # kaiming_uniform(a=sqrt(5)) on (r, in)
     assert a.shape == (400, 64) and np.abs(a).max() <= bound
@@ -60,7 +66,9 @@ def test_peft_like_init():
 def test_zero_b_leaves_model_unchanged_and_merge_equals_unmerged():
     plain = vjepa2.Model(TINY, rngs=nnx.Rngs(0))
     adapted = vjepa2.Model(TINY, lora=lora.LoRAConfig(targets=("qkv", "out", "mlp")), rngs=nnx.Rngs(0))
-    base = {k: v for k, v in nnx.to_flat_state(nnx.state(adapted, nnx.Param)) if not isinstance(v, lora.LoRAParam)}
+    base = {
+        k: v for k, v in nnx.to_flat_state(nnx.state(adapted, nnx.Param)) if not isinstance(v, lora.LoRAParam)
+    }
     nnx.update(plain, nnx.from_flat_state(base))
     np.testing.assert_array_equal(plain(CLIP).tokens, adapted(CLIP).tokens)
 

@@ -98,11 +98,13 @@ class TorchSentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
+        order = length_order(texts)
+        texts = [texts[i] for i in order]
         out = []
         with torch.no_grad():
             for s in range(0, len(texts), self.batch_size):
                 tok = self.tokenizer(
-                    list(texts[s : s + self.batch_size]),
+                    texts[s : s + self.batch_size],
                     padding=True,
                     truncation=True,
                     max_length=self.max_length,
@@ -110,15 +112,26 @@ class TorchSentenceEncoder:
                 )
                 hidden = self.model(**tok).last_hidden_state
                 out.append(mean_pool(hidden.numpy(), tok["attention_mask"].numpy()))
-        return np.concatenate(out)
+        return unsort(np.concatenate(out), order)
+
+
+def length_order(texts: Sequence[str]) -> np.ndarray:
+    """Longest text first, as sentence-transformers batches, so each batch pads little."""
+    return np.argsort([-len(t) for t in texts], kind="stable")
+
+
+def unsort(x: np.ndarray, order: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    out[order] = x
+    return out
 
 
 class FlaxSentenceEncoder:
     """The same encoder as `TorchSentenceEncoder` on `jaxbgs.models.bert`, jitted once per bucket.
 
-    Batches are padded to `batch_size` rows and to a power-of-two length (16 up to the truncation
-    length), so a whole caption set compiles a handful of shapes instead of one per batch. Padded
-    positions are masked, so they change nothing but rounding.
+    Texts are batched longest first; batches are padded to `batch_size` rows and to a bucket length
+    (16, 24, 32, 48, ... up to the truncation length), so a caption set compiles a handful of shapes
+    instead of one per batch. Padded positions are masked: they change nothing but rounding.
     """
 
     def __init__(self, name_or_path: str, *, batch_size: int = 64):
@@ -135,14 +148,14 @@ class FlaxSentenceEncoder:
         self._forward = jax.jit(lambda state, *x: nnx.merge(graphdef, state)(*x).embedding)
 
     def bucket(self, n: int) -> int:
-        size = 16
-        while size < n:
-            size *= 2
-        return max(n, min(size, self.max_length))
+        """The padded length of a batch whose longest text has n tokens (n <= max_length)."""
+        return min([b for b in LENGTH_BUCKETS if b >= n] + [self.max_length])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         from jaxbgs.models.bert import preprocess
 
+        order = length_order(texts)
+        texts = [texts[i] for i in order]
         out = []
         for s in range(0, len(texts), self.batch_size):
             tok = preprocess(texts[s : s + self.batch_size], self.tokenizer, max_length=self.max_length)
@@ -156,7 +169,7 @@ class FlaxSentenceEncoder:
                 self._state, padded["input_ids"], padded["attention_mask"], padded["token_type_ids"]
             )
             out.append(np.asarray(emb, np.float64)[:rows])
-        return l2_normalize(np.concatenate(out))
+        return unsort(l2_normalize(np.concatenate(out)), order)
 
 
 def load_flax_bert(path: Path):
@@ -187,6 +200,7 @@ def load_flax_bert(path: Path):
     return core.assign(model, params)
 
 
+LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 BACKENDS = {"torch": TorchSentenceEncoder, "flax": FlaxSentenceEncoder}
 
 

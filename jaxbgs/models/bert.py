@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -64,34 +63,14 @@ class Config(BackboneConfig):
         if name not in VARIANTS:
             raise InputError(f"unknown BERT variant {name!r}", fix=f"choose from {list(VARIANTS)}")
         hidden, depth, heads, inter = VARIANTS[name]
-        return cls(
-            hidden_size=hidden,
-            num_hidden_layers=depth,
-            num_attention_heads=heads,
-            intermediate_size=inter,
-            **kw,
-        )
+        arch = {"hidden_size": hidden, "num_hidden_layers": depth, "num_attention_heads": heads}
+        return cls(**{**arch, "intermediate_size": inter, **kw})
 
 
 def padding_bias(attention_mask, dtype):
     """(B, N) 0/1 mask -> additive (B, 1, 1, N) bias: 0 where attended, the dtype's minimum elsewhere."""
     keep = attention_mask.astype(bool)[:, None, None, :]
     return jnp.where(keep, jnp.zeros((), dtype), jnp.asarray(jnp.finfo(dtype).min, dtype))
-
-
-def masked_attention(q, k, v, bias, *, implementation: str = "xla", return_weights: bool = False):
-    """`layers.attention` plus an additive key bias, on (B, N, heads, head_dim) inputs.
-
-    The explicit softmax runs when weights are requested and in float64 (the fused op's softmax is
-    float32); otherwise `jax.nn.dot_product_attention` takes the bias.
-    """
-    if return_weights or q.dtype == jnp.float64:
-        scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias
-        weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
-        weights = weights.astype(q.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), (weights if return_weights else None)
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=implementation), None
 
 
 class Embeddings(nnx.Module):
@@ -124,8 +103,8 @@ class Attention(nnx.Module):
     def __call__(self, x, bias, *, output_attentions=False):
         b, n, d = x.shape
         q, k, v = (f(x).reshape(b, n, self.heads, -1) for f in (self.query, self.key, self.value))
-        out, weights = masked_attention(
-            q, k, v, bias.astype(q.dtype), implementation=self.impl, return_weights=output_attentions
+        out, weights = layers.attention(
+            q, k, v, bias=bias.astype(q.dtype), implementation=self.impl, return_weights=output_attentions
         )
         return self.out(out.reshape(b, n, d)), weights
 

@@ -6,10 +6,11 @@ A pre-LN ViT: bias-free patch conv, a learned class embedding and learned absolu
 `pre_layrnorm` before the encoder, quick-GELU MLPs, and `post_layernorm` on the pooled CLS token only.
 The BGS paper embeds 7 equally spaced frames with ViT-B/32 ("vision encoder only") and averages the
 per-frame embeddings. Here a (B, T, H, W, C) clip runs as B*T independent images, so `Output.tokens`,
-`hidden_states` and `attentions` are per frame, (B*T, N, ...) frame-major within each clip, and
+`hidden_states` and `attentions` are per frame, (B*T, N, ...) with row b*T + t frame t of clip b, and
 `tokens` is transformers' `last_hidden_state` (not post-normalised, as there); only `embedding`
-is per clip: the mean over frames of post_layernorm(pooled token), projected when the checkpoint
-has `visual_projection` and `use_projection` is on.
+is per clip: the mean over frames of post_layernorm(pooled token), projected only when the
+checkpoint has `visual_projection` and `use_projection` is on (off by default: the paper uses the
+vision encoder alone).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ VARIANTS = {
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
     """Defaults are ViT-B/32 (= `CLIPVisionConfig()`); `projection_dim` is None for a bare
-    `CLIPVisionModel`. `use_projection=False` keeps a loaded projection (for export) but returns
-    the pooled hidden_size vector, as `CLIPVisionModel` on a full CLIP checkpoint does.
+    `CLIPVisionModel`. A loaded projection is always kept (for export) but only applied with
+    `use_projection=True`; by default the embedding is the pooled hidden_size vector, as
+    `CLIPVisionModel` on a full CLIP checkpoint gives (the paper's "vision encoder only").
     `interpolate_pos_encoding` is transformers' flag: resample the position table bicubically
     for frames other than image_size x image_size, which are otherwise rejected."""
 
@@ -57,7 +59,7 @@ class Config(BackboneConfig):
     hidden_act: str = "quick_gelu"
     layer_norm_eps: float = 1e-5
     projection_dim: int | None = None
-    use_projection: bool = True
+    use_projection: bool = False
     interpolate_pos_encoding: bool = False
     num_frames: int = 7  # frames the paper embeds per clip; any count runs
 

@@ -93,21 +93,22 @@ class Output:
     attentions: tuple[Any, ...] | None = None
 
 
-def attention(q, k, v, *, implementation: str = "xla", return_weights: bool = False):
-    """Softmax attention on (B, N, heads, head_dim) inputs, scaled by head_dim**-0.5.
+def attention(q, k, v, *, bias=None, implementation: str = "xla", return_weights: bool = False):
+    """Softmax attention on (B, N, heads, head_dim) inputs, scaled by head_dim**-0.5, with an optional
+    additive `bias` broadcast to (B, heads, N, N) (BERT's padding mask).
 
-    With `return_weights` the weights are formed explicitly (for rollout); otherwise the fused
-    `jax.nn.dot_product_attention` runs, with cuDNN's flash kernel when asked for.
+    With `return_weights` (for rollout) or in float64 (the fused op takes its softmax in float32)
+    the weights are formed explicitly; otherwise the fused `jax.nn.dot_product_attention` runs,
+    with cuDNN's flash kernel when asked for.
     """
-    if return_weights:
-        scale = q.shape[-1] ** -0.5
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(scale, q.dtype)
+    if return_weights or q.dtype == jnp.float64:
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+        if bias is not None:
+            logits = logits + bias
         weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
         weights = weights.astype(q.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), weights
-    if q.dtype == jnp.float64:  # the fused op takes its softmax in float32: keep float64 checks exact
-        return attention(q, k, v, return_weights=True)[0], None
-    return jax.nn.dot_product_attention(q, k, v, implementation=implementation), None
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), (weights if return_weights else None)
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=implementation), None
 
 
 def layer_norm(dim: int, eps: float, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:

@@ -39,10 +39,11 @@ def resize(video, height: int, width: int, *, antialias: bool = True):
 
 
 def resize_short_side(video, size: int, *, antialias: bool = True):
+    """Short side to `size`, long side scaled and truncated to an integer (as transformers does)."""
     h, w = video.shape[1:3]
     if h <= w:
-        return resize(video, size, int(round(w * size / h)), antialias=antialias)
-    return resize(video, int(round(h * size / w)), size, antialias=antialias)
+        return resize(video, size, int(w * size / h), antialias=antialias)
+    return resize(video, int(h * size / w), size, antialias=antialias)
 
 
 def center_crop(video, size: int):

@@ -207,8 +207,10 @@ class Model(nnx.Module):
 
 def preprocess(video, *, size: int = 224, frames: int | None = 16, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """uint8 (T, H, W, 3) -> float32 (frames, size, size, 3): short side to `size` (long side truncated
-    as transformers does), centre crop, /255, mean/std (`VideoMAEImageProcessor` with the checkpoint's
-    ImageNet statistics). `frames=None` keeps every frame."""
+    as transformers does), centre crop, /255, mean/std, the `VideoMAEImageProcessor` steps. The default
+    statistics are ImageNet's, which VideoMAE was pre-trained with (its MAE loss un-normalises with
+    them); transformers 5's class default is 0.5/0.5, so pass `mean`/`std` to match a checkpoint whose
+    preprocessor_config.json says otherwise. `frames=None` keeps every frame."""
     from jaxbgs.models import preprocess as pp
 
     video = pp.sample_frames(video, frames) if frames else video

@@ -52,7 +52,8 @@ class Config(BackboneConfig):
 
     `hierarchical_layers=None` takes the official table for depths 12/24/40/48 and the quartile
     blocks ceil(depth*k/4)-1, k=1..4, otherwise (the table's own rule except for 48; the official
-    class knows only the four depths, so this only matters for small test models).
+    class knows only the four depths, so this only matters for small test models; level j always
+    uses `norms_block[j]`, even where indices repeat).
     """
 
     hidden_size: int = 768
@@ -62,7 +63,7 @@ class Config(BackboneConfig):
     patch_size: int = 16
     tubelet_size: int = 2
     crop_size: int = 384
-    frames_per_clip: int = 16
+    frames_per_clip: int = 16  # the B/L eval clips (16 frames, stride 4); any even count works
     in_chans: int = 3
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
@@ -82,10 +83,12 @@ class Config(BackboneConfig):
         if self.pool == "cls":
             raise InputError("V-JEPA 2.1 has no CLS token", where="Config.pool", fix="use pool='mean'")
         if self.output not in ("last", "hierarchical"):
-            raise InputError(f"output={self.output!r}", where="Config.output", fix="use 'last' or 'hierarchical'")
+            raise InputError(
+                f"output={self.output!r}", where="Config.output", fix="use 'last' or 'hierarchical'"
+            )
         if self.interpolate_rope and self.patch_size not in PRETRAINED_GRID:
             raise InputError(
-                f"RoPE interpolation is defined for patch sizes {sorted(PRETRAINED_GRID)}, not {self.patch_size}",
+                f"RoPE rescaling is defined for patch sizes {sorted(PRETRAINED_GRID)}, not {self.patch_size}",
                 where="Config.patch_size",
                 fix="use patch 16 or 14, or interpolate_rope=False",
             )
@@ -94,7 +97,7 @@ class Config(BackboneConfig):
             object.__setattr__(self, "hierarchical_layers", layers_)
             if len(layers_) != 4 or not all(0 <= i < self.num_hidden_layers for i in layers_):
                 raise InputError(
-                    f"hierarchical_layers {list(layers_)} must be 4 block indices below {self.num_hidden_layers}",
+                    f"hierarchical_layers {list(layers_)} must be 4 block indices < {self.num_hidden_layers}",
                     where="Config.hierarchical_layers",
                 )
 
@@ -188,7 +191,9 @@ class Model(nnx.Module):
         self.img_mod_embed = nnx.Param(jnp.zeros((1, 1, d)))
         self.video_mod_embed = nnx.Param(jnp.zeros((1, 1, d)))
         self.blocks = nnx.List([Block(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
-        self.norms_block = nnx.List([layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs) for _ in range(4)])
+        self.norms_block = nnx.List(
+            [layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs) for _ in range(4)]
+        )
         self.head = layers.make_head(cfg, cfg.output_dim, rngs=rngs)
 
     def __call__(self, pixels, *, output_attentions: bool = False) -> Output:

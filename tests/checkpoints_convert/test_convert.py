@@ -17,7 +17,9 @@ from jaxbgs.errors import InputError
 from jaxbgs.models import vjepa2
 from tests.models.parity import save_twin
 
-TINY = vjepa2.Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, crop_size=32, frames_per_clip=4)
+TINY = vjepa2.Config(
+    hidden_size=48, num_hidden_layers=2, num_attention_heads=4, crop_size=32, frames_per_clip=4
+)
 CLIP = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
 
 
@@ -119,7 +121,10 @@ def _corrupt(hf_dir, tmp_path, edit):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda s: s.pop("encoder.layer.1.mlp.fc2.bias"), r"1 missing key\(s\): encoder.layer.1.mlp.fc2.bias"),
+        (
+            lambda s: s.pop("encoder.layer.1.mlp.fc2.bias"),
+            r"1 missing key\(s\): encoder.layer.1.mlp.fc2.bias",
+        ),
         (
             lambda s: s.__setitem__("encoder.layer.0.extra.weight", np.zeros(3, np.float32)),
             r"1 unexpected source key\(s\): encoder.layer.0.extra.weight",
@@ -152,7 +157,10 @@ def test_truncated_file_and_wrong_arch(hf_dir, tmp_path, capsys):
         main(["to-flax", "--arch", "resnet", "--src", str(hf_dir), "--dst", str(tmp_path / "o")])
     with pytest.raises(InputError, match="unexpected source key"):  # V-JEPA 2 weights read as VideoMAE
         convert.to_flax("videomae", hf_dir, tmp_path / "o")
-    assert main(["to-flax", "--arch", "vjepa2", "--src", str(tmp_path / "nope"), "--dst", str(tmp_path / "o")]) == 2
+    assert (
+        main(["to-flax", "--arch", "vjepa2", "--src", str(tmp_path / "nope"), "--dst", str(tmp_path / "o")])
+        == 2
+    )
     assert "no such file or directory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -172,7 +180,10 @@ def test_set_overrides_and_unknown_keys(hf_dir, tmp_path, capsys):
 
 
 def test_check_cli_json(hf_dir, capsys):
-    assert main(["check", "--arch", "vjepa2", "--src", str(hf_dir), "--frames", "2", "--size", "48", "--json"]) == 0
+    assert (
+        main(["check", "--arch", "vjepa2", "--src", str(hf_dir), "--frames", "2", "--size", "48", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["input_shapes"]["pixels"] == [2, 2, 48, 48, 3]
     assert result["max_abs_diff"] <= 1e-5 and len(result["per_layer_max_abs_diff"]) == 3

@@ -27,7 +27,11 @@ def test_patch_embed_equals_strided_conv():
     embed = layers.PatchEmbed(3, 5, patch=4, tubelet=2, rngs=nnx.Rngs(0))
     x = jnp.asarray(RNG.standard_normal((1, 4, 8, 12, 3)), jnp.float32)
     conv = jax.lax.conv_general_dilated(
-        x, embed.kernel[...], window_strides=(2, 4, 4), padding="VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+        x,
+        embed.kernel[...],
+        window_strides=(2, 4, 4),
+        padding="VALID",
+        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
     )
     np.testing.assert_allclose(embed(x), conv + embed.bias[...], atol=1e-5)
     assert embed(x).shape == (1, 2, 2, 3, 5)
@@ -35,7 +39,9 @@ def test_patch_embed_equals_strided_conv():
 
 @pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
 def test_remat_keeps_values_and_gradients(policy):
-    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    cfg = vjepa2.Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2
+    )
     x = jnp.asarray(RNG.standard_normal((1, 2, 32, 32, 3)), jnp.float32)
     grads = []
     for remat in ("none", policy):
@@ -44,7 +50,9 @@ def test_remat_keeps_values_and_gradients(policy):
             layer = model.blocks[path[1]].attention
             getattr(layer, path[-1]).lora_b[...] = jnp.full(getattr(layer, path[-1]).lora_b.shape, 0.01)
         graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
-        loss = jax.jit(jax.value_and_grad(lambda t: jnp.sum(nnx.merge(graphdef, t, rest)(x).embedding ** 2)))
+        loss = jax.jit(
+            jax.value_and_grad(lambda t, g=graphdef, r=rest: jnp.sum(nnx.merge(g, t, r)(x).embedding ** 2))
+        )
         grads.append(loss(tr))
     np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads[0][1]), jax.tree.leaves(grads[1][1]), strict=True):
@@ -52,7 +60,9 @@ def test_remat_keeps_values_and_gradients(policy):
 
 
 def test_bfloat16_compute_keeps_float32_params():
-    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    cfg = vjepa2.Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, crop_size=32, frames_per_clip=2
+    )
     model = vjepa2.Model(cfg.replace(dtype="bfloat16"), lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
     out = model(jnp.zeros((1, 2, 32, 32, 3)))
     assert out.tokens.dtype == jnp.bfloat16
@@ -80,7 +90,9 @@ def test_head_is_trainable_and_sized():
 
 
 def test_attention_maps_are_returned_per_block():
-    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2)
+    cfg = vjepa2.Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32, frames_per_clip=2
+    )
     model = vjepa2.Model(cfg, rngs=nnx.Rngs(0))
     x = jnp.asarray(RNG.standard_normal((1, 2, 32, 32, 3)), jnp.float32)
     out = model(x, output_attentions=True)

@@ -16,7 +16,9 @@ def test_vjepa2_preprocess_shapes_and_normalisation():
     video = np.full((10, 60, 80, 3), 255, np.uint8)
     out = vjepa2.preprocess(video, size=32, frames=4)
     assert out.shape == (4, 32, 32, 3)
-    np.testing.assert_allclose(out[0, 0, 0], (1 - np.array(vjepa2.IMAGENET_MEAN)) / np.array(vjepa2.IMAGENET_STD), rtol=1e-5)
+    np.testing.assert_allclose(
+        out[0, 0, 0], (1 - np.array(vjepa2.IMAGENET_MEAN)) / np.array(vjepa2.IMAGENET_STD), rtol=1e-5
+    )
 
 
 def test_resize_short_side_and_crop():
