@@ -6,7 +6,11 @@ is the mean square of the final tokens projected on a fixed random direction, an
 adapters receive gradients. Sizes are reduced
 for a CPU (each family's real width and heads, 2 layers, short clips); on a GPU pass larger ones.
 
-    python benchmarks/backbone_step.py [--arch vjepa2 ...] [--steps 10] [--layers 2] [--json OUT]
+    python benchmarks/backbone_step.py [--arch vjepa2 ...] [--steps 10] [--layers 2] [--frames 8]
+        [--size 64] [--batch 2] [--json OUT]
+
+On a GPU the PyTorch twin runs on CUDA and JAX on its default device; there, pass the paper's
+sizes (e.g. `--layers 24 --frames 16 --size 256` for V-JEPA 2).
 
 Prints median milliseconds per step and the ratio PyTorch / JAX (> 1: JAX is faster). Not a test.
 """
@@ -31,29 +35,31 @@ from jaxbgs.models import ARCHS, family
 LORA = lora_lib.LoRAConfig(rank=8, alpha=16)
 
 
-def bench_config(arch: str, layers: int):
-    """Each family's real width and heads, `layers` blocks, a short low-resolution input."""
+def bench_config(arch: str, layers: int, frames: int, size: int):
+    """Each family's real width and heads, `layers` blocks, `frames` frames of `size` px (CLIP: 7
+    frames, the paper's count; BERT: sequences of `size // 4` tokens)."""
     cfg = family(arch).Config
     return {
-        "vjepa2": lambda: cfg.variant("vit_large").replace(crop_size=64, frames_per_clip=8),
-        "vjepa21": lambda: cfg.variant("vit_base").replace(crop_size=64, frames_per_clip=8),
-        "timesformer": lambda: cfg.variant("vit_base").replace(image_size=64, num_frames=8),
-        "videomae": lambda: cfg.variant("vit_base").replace(image_size=64, num_frames=8),
-        "clip": lambda: cfg.variant("vit_b32").replace(image_size=64, num_frames=7),
+        "vjepa2": lambda: cfg.variant("vit_large").replace(crop_size=size, frames_per_clip=frames),
+        "vjepa21": lambda: cfg.variant("vit_base").replace(crop_size=size, frames_per_clip=frames),
+        "timesformer": lambda: cfg.variant("vit_base").replace(image_size=size, num_frames=frames),
+        "videomae": lambda: cfg.variant("vit_base").replace(image_size=size, num_frames=frames),
+        "clip": lambda: cfg.variant("vit_b32").replace(image_size=size, num_frames=7),
         "bert": lambda: cfg.variant("all-MiniLM-L6-v2"),
     }[arch]().replace(num_hidden_layers=layers)
 
 
 def torch_tokens(arch: str, model, inputs: dict):
     """Differentiable final tokens of the PyTorch twin."""
-    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    device = next(model.parameters()).device
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in inputs.items()}
     if arch == "bert":
         return model(**t).last_hidden_state
     x = t["pixels"]
     if arch == "vjepa2":
         return model(pixel_values_videos=x.permute(0, 1, 4, 2, 3), skip_predictor=True).last_hidden_state
     if arch == "vjepa21":
-        return model(x.permute(0, 4, 1, 2, 3))[0]
+        return model(x.permute(0, 4, 1, 2, 3))
     if arch == "clip":
         b, f, h, w, c = x.shape
         tower = getattr(model, "vision_model", model)
@@ -61,9 +67,9 @@ def torch_tokens(arch: str, model, inputs: dict):
     return model(pixel_values=x.permute(0, 1, 4, 2, 3)).last_hidden_state
 
 
-def build_pair(arch: str, layers: int):
+def build_pair(arch: str, layers: int, frames: int = 8, size: int = 64):
     fam = families.get(arch)
-    cfg = bench_config(arch, layers)
+    cfg = bench_config(arch, layers, frames, size)
     torch.manual_seed(0)
     twin = fam.torch_model(fam.hf_config(cfg)).float()
     state = {k: v.detach().numpy() for k, v in twin.state_dict().items()}
@@ -97,7 +103,7 @@ def build_pair(arch: str, layers: int):
     twin.load_state_dict(adapters, strict=False)
     for name, p in twin.named_parameters():
         p.requires_grad_("lora_" in name)
-    return fam, cfg, model, twin.train()
+    return fam, cfg, model, twin.eval()  # no dropout on either side: same function, same gradients
 
 
 def time_steps(fn, steps: int) -> float:
@@ -111,9 +117,11 @@ def time_steps(fn, steps: int) -> float:
     return 1e3 * float(np.median(times))
 
 
-def bench(arch: str, steps: int, layers: int) -> dict:
-    fam, cfg, model, twin = build_pair(arch, layers)
-    inputs = fam.example_input(cfg, None, None, 0)
+def bench(arch: str, steps: int, layers: int, frames: int, size: int, batch: int) -> dict:
+    fam, cfg, model, twin = build_pair(arch, layers, frames, size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    twin = twin.to(device)
+    inputs = fam.example_input(cfg, None, size // 4 if arch == "bert" else None, 0, batch=batch)
     graphdef, trainable, rest = nnx.split(model, lora_lib.Trainable, ...)
     args = {k: jnp.asarray(v) for k, v in inputs.items()}
     direction = np.random.default_rng(0).standard_normal(cfg.hidden_size).astype(np.float32)
@@ -133,9 +141,9 @@ def bench(arch: str, steps: int, layers: int) -> dict:
     def torch_step():
         twin.zero_grad(set_to_none=True)
         out = torch_tokens(arch, twin, inputs)
-        loss_t = ((out @ torch.from_numpy(direction)) ** 2).mean()
+        loss_t = ((out @ torch.from_numpy(direction).to(out.device)) ** 2).mean()
         loss_t.backward()
-        value["torch"] = loss_t.item()
+        value["torch"] = loss_t.item()  # synchronises a GPU
 
     jax_ms, torch_ms = time_steps(jax_step, steps), time_steps(torch_step, steps)
     return {
@@ -156,6 +164,9 @@ def main() -> None:
     p.add_argument("--arch", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     cpu = platform.processor() or platform.machine()
@@ -164,7 +175,7 @@ def main() -> None:
     print(f"{'arch':<12} {'input':<24} {'jax ms':>9} {'torch ms':>9} {'torch/jax':>9} {'loss rel diff':>13}")
     rows = []
     for arch in args.arch:
-        r = bench(arch, args.steps, args.layers)
+        r = bench(arch, args.steps, args.layers, args.frames, args.size, args.batch)
         rows.append(r)
         shape = "x".join(map(str, next(iter(r["input"].values()))))
         print(f"{arch:<12} {shape:<24} {r['jax_ms']:9.1f} {r['torch_ms']:9.1f} "
