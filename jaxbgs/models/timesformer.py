@@ -229,12 +229,7 @@ def preprocess(video, *, size: int = 224, frames: int | None = None, crop: bool 
 
     video = pp.sample_frames(video, frames) if frames else video
     if crop:
-        h, w = video.shape[1:3]
-        if h <= w:
-            video = pp.resize(video, size, int(size * w / h))
-        else:
-            video = pp.resize(video, int(size * h / w), size)
-        video = pp.center_crop(video, size)
+        video = pp.center_crop(pp.resize_short_side(video, size), size)
     else:
         video = pp.resize(video, size, size)
     return pp.normalize(video, K400_MEAN, K400_STD)
