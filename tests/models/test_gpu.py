@@ -1,0 +1,49 @@
+"""GPU-only paths: cuDNN flash attention and bfloat16 compute against the XLA float32 path.
+
+Run on a GPU machine: `python -m pytest -q tests/models/test_gpu.py`. Elsewhere these skip, saying
+why: the cuDNN kernel exists only on NVIDIA GPUs.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxbgs import lora
+from jaxbgs.models import vjepa2
+
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "gpu", reason="needs an NVIDIA GPU (cuDNN attention)"
+)
+
+CFG = vjepa2.Config(
+    hidden_size=128, num_hidden_layers=2, num_attention_heads=2, crop_size=64, frames_per_clip=8
+)
+
+
+def loss_and_grads(cfg, x):
+    model = vjepa2.Model(cfg, lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
+    for path in lora.adapter_paths(model):
+        layer = model
+        for p in path:
+            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+        layer.lora_b[...] = jnp.full(layer.lora_b.shape, 0.01)
+    graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
+
+    def loss(t):
+        return jnp.mean(nnx.merge(graphdef, t, rest)(x).tokens.astype(jnp.float32) ** 2)
+
+    return jax.jit(jax.value_and_grad(loss))(tr)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cudnn_matches_xla(dtype):
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 64, 64, 3)), jnp.float32)
+    with jax.default_matmul_precision("highest"):
+        ref_loss, ref_grads = loss_and_grads(CFG, x)
+    loss, grads = loss_and_grads(CFG.replace(dtype=dtype, attention="cudnn"), x)
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-2)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+        scale = float(jnp.abs(b).max()) + 1e-12
+        assert float(jnp.abs(a.astype(jnp.float32) - b).max()) / scale < 5e-2
