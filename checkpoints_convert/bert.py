@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from checkpoints_convert.core import LINEAR, KeyMap, Rule
+from checkpoints_convert.core import KeyMap, Rule, linear_rules, norm_rules
 from checkpoints_convert.families import Family
 from jaxbgs.errors import InputError
 from jaxbgs.models import bert
@@ -14,31 +14,23 @@ _L = "encoder.layer.{i}"
 _B = "blocks.{i}"
 
 
-def _linear(torch: str, flax: str) -> tuple[Rule, Rule]:
-    return Rule(f"{torch}.weight", f"{flax}.kernel", LINEAR), Rule(f"{torch}.bias", f"{flax}.bias")
-
-
-def _norm(torch: str, flax: str) -> tuple[Rule, Rule]:
-    return Rule(f"{torch}.weight", f"{flax}.scale"), Rule(f"{torch}.bias", f"{flax}.bias")
-
-
 KEY_MAP = KeyMap(
     rules=(
         Rule("embeddings.word_embeddings.weight", "embeddings.word.embedding"),
         Rule("embeddings.position_embeddings.weight", "embeddings.position.embedding"),
         Rule("embeddings.token_type_embeddings.weight", "embeddings.token_type.embedding"),
-        *_norm("embeddings.LayerNorm", "embeddings.norm"),
+        *norm_rules("embeddings.LayerNorm", "embeddings.norm"),
         *(
             r
             for n in ("query", "key", "value")
-            for r in _linear(f"{_L}.attention.self.{n}", f"{_B}.attention.{n}")
+            for r in linear_rules(f"{_L}.attention.self.{n}", f"{_B}.attention.{n}")
         ),
-        *_linear(f"{_L}.attention.output.dense", f"{_B}.attention.out"),
-        *_norm(f"{_L}.attention.output.LayerNorm", f"{_B}.norm1"),
-        *_linear(f"{_L}.intermediate.dense", f"{_B}.mlp.fc1"),
-        *_linear(f"{_L}.output.dense", f"{_B}.mlp.fc2"),
-        *_norm(f"{_L}.output.LayerNorm", f"{_B}.norm2"),
-        *_linear("pooler.dense", "pooler"),
+        *linear_rules(f"{_L}.attention.output.dense", f"{_B}.attention.out"),
+        *norm_rules(f"{_L}.attention.output.LayerNorm", f"{_B}.norm1"),
+        *linear_rules(f"{_L}.intermediate.dense", f"{_B}.mlp.fc1"),
+        *linear_rules(f"{_L}.output.dense", f"{_B}.mlp.fc2"),
+        *norm_rules(f"{_L}.output.LayerNorm", f"{_B}.norm2"),
+        *linear_rules("pooler.dense", "pooler"),
     ),
     # Buffers (position ids, default token types) and task heads of BertFor* models.
     ignore=(

@@ -70,6 +70,16 @@ class Rule:
         object.__setattr__(self, "_flax_re", _pattern(self.flax))
 
 
+def linear_rules(torch: str, flax: str) -> tuple[Rule, Rule]:
+    """A PyTorch Linear (`weight`, `bias`) onto a `Dense` (`kernel`, `bias`)."""
+    return Rule(f"{torch}.weight", f"{flax}.kernel", LINEAR), Rule(f"{torch}.bias", f"{flax}.bias")
+
+
+def norm_rules(torch: str, flax: str) -> tuple[Rule, Rule]:
+    """A PyTorch LayerNorm (`weight`, `bias`) onto an `nnx.LayerNorm` (`scale`, `bias`)."""
+    return Rule(f"{torch}.weight", f"{flax}.scale"), Rule(f"{torch}.bias", f"{flax}.bias")
+
+
 @dataclasses.dataclass(frozen=True)
 class KeyMap:
     """Rules in both directions, and what to do with source keys the Flax model does not hold.

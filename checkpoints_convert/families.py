@@ -40,6 +40,15 @@ def flax_video_forward(model, inputs: dict):
     return np.asarray(out.tokens), [np.asarray(h) for h in out.hidden_states]
 
 
+def hf_video_forward(model, inputs: dict):
+    """(last_hidden_state, hidden_states) of a transformers video model fed `pixel_values` (B, T, C, H, W)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(inputs["pixels"].transpose(0, 1, 4, 2, 3)))
+    out = model(pixel_values=x, output_hidden_states=True)
+    return out.last_hidden_state.numpy(), [h.numpy() for h in out.hidden_states]
+
+
 def write_hf_dir(dst: Path, state: dict[str, np.ndarray], meta: Meta, family: Family) -> None:
     """A Hugging Face directory: config.json (the source's, or rebuilt) and model.safetensors."""
     from safetensors.numpy import save_file

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from checkpoints_convert.core import CONV, LINEAR, KeyMap, Rule
-from checkpoints_convert.families import Family
+from checkpoints_convert.families import Family, hf_video_forward
 from jaxbgs.errors import InputError
 from jaxbgs.models import videomae
 
@@ -122,14 +122,6 @@ def torch_model(hf: dict):
     return VideoMAEModel(VideoMAEConfig(**hf)).eval()
 
 
-def torch_forward(model, inputs: dict):
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(inputs["pixels"].transpose(0, 1, 4, 2, 3)))
-    out = model(pixel_values=x, output_hidden_states=True)
-    return out.last_hidden_state.numpy(), [h.numpy() for h in out.hidden_states]
-
-
 def example_input(cfg: videomae.Config, frames: int | None, size, seed: int, batch: int = 2) -> dict:
     """Seeded normal pixels at the config's frame count and (possibly non-square) frame size."""
     h, w = cfg.frame_size if size is None else (size, size) if isinstance(size, int) else size
@@ -143,7 +135,7 @@ FAMILY = Family(
     config_from_hf=config_from_hf,
     hf_config=hf_config,
     torch_model=torch_model,
-    torch_forward=torch_forward,
+    torch_forward=hf_video_forward,
     example_input=example_input,
     torch_class="VideoMAEModel",
 )

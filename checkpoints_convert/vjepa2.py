@@ -9,42 +9,26 @@ from pathlib import Path
 
 import numpy as np
 
-from checkpoints_convert.core import CONV, LINEAR, KeyMap, Rule, strip_prefixes
+from checkpoints_convert.core import CONV, KeyMap, Rule, linear_rules, norm_rules, strip_prefixes
 from checkpoints_convert.families import Family
 from jaxbgs.errors import InputError
 from jaxbgs.models import vjepa2
 
-_L = "encoder.layer.{i}"
+_L, _B = "encoder.layer.{i}", "blocks.{i}"
 KEY_MAP = KeyMap(
     rules=(
         Rule("encoder.embeddings.patch_embeddings.proj.weight", "patch_embed.kernel", CONV),
         Rule("encoder.embeddings.patch_embeddings.proj.bias", "patch_embed.bias"),
         *(
             r
-            for name in ("query", "key", "value", "proj")
-            for r in (
-                Rule(f"{_L}.attention.{name}.weight", f"blocks.{{i}}.attention.{name}.kernel", LINEAR),
-                Rule(f"{_L}.attention.{name}.bias", f"blocks.{{i}}.attention.{name}.bias"),
-            )
+            for n in ("query", "key", "value", "proj")
+            for r in linear_rules(f"{_L}.attention.{n}", f"{_B}.attention.{n}")
         ),
-        *(
-            r
-            for name in ("fc1", "fc2")
-            for r in (
-                Rule(f"{_L}.mlp.{name}.weight", f"blocks.{{i}}.mlp.{name}.kernel", LINEAR),
-                Rule(f"{_L}.mlp.{name}.bias", f"blocks.{{i}}.mlp.{name}.bias"),
-            )
-        ),
-        *(
-            r
-            for name in ("norm1", "norm2")
-            for r in (
-                Rule(f"{_L}.{name}.weight", f"blocks.{{i}}.{name}.scale"),
-                Rule(f"{_L}.{name}.bias", f"blocks.{{i}}.{name}.bias"),
-            )
-        ),
-        Rule("encoder.layernorm.weight", "norm.scale"),
-        Rule("encoder.layernorm.bias", "norm.bias"),
+        *linear_rules(f"{_L}.mlp.fc1", f"{_B}.mlp.fc1"),
+        *linear_rules(f"{_L}.mlp.fc2", f"{_B}.mlp.fc2"),
+        *norm_rules(f"{_L}.norm1", f"{_B}.norm1"),
+        *norm_rules(f"{_L}.norm2", f"{_B}.norm2"),
+        *norm_rules("encoder.layernorm", "norm"),
     ),
     keep=(r"predictor\.",),
     ignore=(r"pooler\.", r"classifier\."),
