@@ -21,3 +21,6 @@ def human(data_dir):
     from jaxbgs.data.dataset import load_human_data
 
     return load_human_data(data_dir)
+
+
+from tests.trainer.world import tiny_exp, world  # noqa: E402, F401  (trainer fixtures)

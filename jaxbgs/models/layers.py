@@ -39,6 +39,8 @@ class BackboneConfig:
     attention: str = "xla"
     pool: str = "mean"
     head_dim: int | None = None
+    head_norm: bool = False  # LayerNorm + ReLU after the head's Linear (the authors' TimeSformer head)
+    head_dropout: float = 0.0
 
     def __post_init__(self):
         for name, allowed in (
@@ -174,7 +176,11 @@ class ProjectionHead(nnx.Module):
 
 
 def make_head(cfg: BackboneConfig, dim: int, *, rngs: nnx.Rngs) -> ProjectionHead | None:
-    return ProjectionHead(dim, cfg.head_dim, rngs=rngs) if cfg.head_dim else None
+    if not cfg.head_dim:
+        return None
+    return ProjectionHead(
+        dim, cfg.head_dim, norm=cfg.head_norm, relu=cfg.head_norm, dropout=cfg.head_dropout, rngs=rngs
+    )
 
 
 def _remat_call(block, x, policy, kw):

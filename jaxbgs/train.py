@@ -1,0 +1,160 @@
+"""Fine-tune a backbone with behavioral geometric supervision (BGS paper §3.3).
+
+    python -m jaxbgs.train --exp demo                     # runs anywhere, no downloads
+    python -m jaxbgs.train --exp vjepa --data DIR --videos DIR --weights PATH [--set key=value ...]
+    python -m jaxbgs.train --exp vjepa --out runs/vjepa --resume
+    python -m jaxbgs.train --list
+
+The run directory holds config.json, metrics.jsonl, checkpoints/, best/, results.json and export/
+(a jaxbgs Flax checkpoint and its PyTorch export). SIGTERM or Ctrl-C saves a checkpoint and exits;
+`--resume` continues exactly where it stopped. Errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import experiments
+from jaxbgs.errors import InputError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jaxbgs.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--exp", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--data", help="judgments in the released format")
+    p.add_argument("--videos", help="directory holding the videos named in the mapping")
+    p.add_argument("--weights", help="HF directory, HF cache id, release file or jaxbgs Flax checkpoint")
+    p.add_argument("--out", help="run directory (default runs/<exp>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def resolve(args) -> experiments.Experiment:
+    if not args.exp:
+        raise InputError("--exp is required", fix="pick one from: python -m jaxbgs.train --list")
+    exp = experiments.override(experiments.get(args.exp), experiments.parse_sets(args.set))
+    given = {k: getattr(args, k) for k in ("data", "videos", "weights", "out") if getattr(args, k)}
+    return dataclasses.replace(exp, **given)
+
+
+def distill_targets(exp: experiments.Experiment, data):
+    """Language-distillation control: odd ones and RSA distances from caption embeddings, not people."""
+    from jaxbgs import losses
+    from jaxbgs.data.matrices import PairMatrix
+    from jaxbgs.eval.language import FlaxSentenceEncoder, caption_embeddings
+
+    if not data.captions:
+        raise InputError(
+            "loss='distill' needs captions", where=f"--exp {exp.name}", fix="use data with captions"
+        )
+    ids = np.asarray(sorted(data.captions))
+    emb = caption_embeddings(FlaxSentenceEncoder(exp.distill_model), data.captions, ids, mode="first")
+    full = np.zeros((ids.max() + 1, emb.shape[1]), np.float32)
+    full[ids] = emb
+    train = losses.caption_trials(data.train, full)
+    dist = losses.caption_distance_matrix(full[data.train_ids])
+    counts = np.ones((len(data.train_ids),) * 2, np.int64) - np.eye(len(data.train_ids), dtype=np.int64)
+    together = np.rint((1 - dist) * 1000).astype(np.int64) * counts  # similarity 1 - d as a vote share
+    matrix = PairMatrix(data.train_ids, counts * 1000, together)
+    return dataclasses.replace(data, train=train, train_matrix=matrix)
+
+
+def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
+    from jaxbgs import lora
+    from jaxbgs.files import write_text_atomic
+    from jaxbgs.trainer import loop, setup
+    from jaxbgs.trainer.step import Trainer, make_optimizer
+
+    run_dir = Path(exp.run_dir)
+    if not resume and (run_dir / "checkpoints").exists():
+        raise InputError(
+            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
+        )
+    weights = exp.weights
+    if exp.name == "demo":
+        from jaxbgs.trainer import demo
+
+        data, generated = demo.demo_data(exp)
+        weights = demo.pretrain(exp, generated, Path(exp.cache))
+    else:
+        data = setup.load_real_data(exp)
+    if exp.loss == "distill":
+        data = distill_targets(exp, data)
+    model, meta = setup.build_model(exp, weights)
+    mean, std = setup.NORMALISATION[exp.arch]
+    trainer = Trainer(
+        model, make_optimizer(exp.lr, exp.weight_decay), mean=mean, std=std, margin=exp.margin,
+        n_grad=exp.rsa_grad_videos,
+    )  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
+    print(f"{exp.name}: {lora.summary(model)}")
+    print(
+        f"train {len(data.train_ids)} videos / {len(data.train)} trials, val {len(data.val_ids)} / "
+        f"{len(data.val)}, test {len(data.test_ids)} / {len(data.test)}"
+    )
+    progress = loop.fit(exp, trainer, data, run_dir, resume=resume)
+    if not progress.done:
+        print(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")
+        return {"stopped_at_step": progress.global_step}
+    from jaxbgs.trainer import evaluate
+
+    best = loop.load_best(run_dir, trainer)
+    res = evaluate.results(trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed)
+    res |= {"best_epoch": progress.best_epoch, "best_val": progress.best, "epochs_run": progress.epoch}
+    res |= export(trainer, best, meta, run_dir)
+    write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
+    return res
+
+
+def export(trainer, trainable, meta, run_dir: Path) -> dict:
+    """The best model as a jaxbgs Flax checkpoint, and in PyTorch when torch is installed."""
+    from checkpoints_convert import convert, core
+
+    flax_dir = core.save(trainer.merged_model(trainable), run_dir / "export" / "flax", meta)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {"export_flax": str(flax_dir), "export_torch": None}
+    torch_dir = convert.to_torch(flax_dir, run_dir / "export" / "torch")
+    return {"export_flax": str(flax_dir), "export_torch": str(torch_dir)}
+
+
+def print_list() -> None:
+    for name in sorted(experiments.EXPERIMENTS):
+        print(f"{name:<28} {experiments.get(name).description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print_list()
+        return 0
+    try:
+        exp = resolve(args)
+        res = run(exp, resume=args.resume)
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    keys = ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned")
+    for k in keys:
+        if k in res:
+            print(f"{k:>24}: {res[k]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The BGS training loop: seeded, resumable, checkpointed, stopped early on validation R^2.
+
+Everything random is a pure function of (seed, epoch, step): the trial order of an epoch, the RSA
+videos of a step, the dropout keys. A checkpoint holds the trainable state, the optimizer state
+(with its learning rate), the position (epoch, step in epoch) and the early-stopping record, so a
+resumed run replays exactly what an uninterrupted one does (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from experiments import Experiment
+from jaxbgs import losses
+from jaxbgs.errors import InputError
+from jaxbgs.eval.rsa import rsa, similarity_matrix
+from jaxbgs.files import atomic_path, write_text_atomic
+from jaxbgs.trainer.setup import RunData
+from jaxbgs.trainer.step import LossWeights, Trainer
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss or gradients); the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Progress:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    plateau_bad: int = 0
+    done: bool = False
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def beta_at(exp: Experiment, epoch: int) -> float:
+    if exp.loss == "rsa":  # authors' RSA-only schedule: 0.5 + 0.1 per epoch, capped at 1
+        return float(min(1.0, 0.5 + 0.1 * epoch))
+    if exp.beta_schedule == "capped":
+        return float(losses.beta_capped(epoch, start=exp.beta_start, cap=exp.beta_end))
+    return float(losses.beta_linear(epoch, exp.epochs, start=exp.beta_start, end=exp.beta_end))
+
+
+def epoch_trials(exp: Experiment, data: RunData, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(roles (T, 3) as anchor/positive/negative video ids, in this epoch's seeded order)."""
+    trials = data.train
+    a, p, n = losses.trial_roles(trials.items, trials.odd)
+    roles = np.stack([a, p, n], axis=1)
+    rng = np.random.default_rng([exp.seed, epoch, 7])
+    if exp.loss == "budget_matched":  # as many extra triplets as the hybrid's RSA pairs (App. L)
+        steps = math.ceil(len(trials) / exp.batch_trials)
+        n_extra = losses.budget_matched_extra(
+            steps, n_per_epoch=exp.rsa_per_epoch, k=exp.rsa_videos, n_grad=exp.rsa_grad_videos
+        )
+        extra = losses.extra_triplets(trials, n_extra, rng)
+        ea, ep, en = losses.trial_roles(extra.items, extra.odd)
+        roles = np.concatenate([roles, np.stack([ea, ep, en], axis=1)])
+    return roles[rng.permutation(len(roles))]
+
+
+def loss_weights(exp: Experiment, fire: bool) -> LossWeights:
+    if exp.loss == "rsa":
+        return LossWeights(alpha=0.0, use_triplet=False, use_rsa=True)
+    if exp.loss in ("triplet", "budget_matched"):
+        return LossWeights(alpha=1.0, use_triplet=True, use_rsa=False)
+    return LossWeights(alpha=exp.alpha, use_triplet=True, use_rsa=fire)  # hybrid, distill
+
+
+def rsa_batch(exp: Experiment, data: RunData, epoch: int, step: int) -> dict:
+    rng = np.random.default_rng([exp.seed, epoch, step, 11])
+    ids = rng.choice(data.train_ids, size=min(exp.rsa_videos, len(data.train_ids)), replace=False)
+    pos = np.searchsorted(data.train_matrix.ids, ids)
+    return {
+        "rsa_clips": data.clips[ids],
+        "rsa_dist": data.train_matrix.distance[np.ix_(pos, pos)].astype(np.float32),
+        "rsa_mask": data.train_matrix.mask[np.ix_(pos, pos)],
+    }
+
+
+def embed_all(
+    trainer: Trainer, trainable, clips: np.ndarray, ids: np.ndarray, *, batch: int = 16, layers=False
+):
+    """Embeddings of `ids` in fixed-size padded batches (one compile), eval mode."""
+    outs, lay = [], []
+    for s in range(0, len(ids), batch):
+        chunk = ids[s : s + batch]
+        x = clips[np.pad(chunk, (0, batch - len(chunk)), mode="edge")]
+        out = trainer.embed(trainable, x, layers=layers)
+        if layers:
+            outs.append(np.asarray(out[0])[: len(chunk)])
+            lay.append(np.asarray(out[1])[: len(chunk)])
+        else:
+            outs.append(np.asarray(out)[: len(chunk)])
+    emb = np.concatenate(outs)
+    return (emb, np.concatenate(lay)) if layers else emb
+
+
+def validate(exp: Experiment, trainer: Trainer, trainable, data: RunData) -> dict:
+    emb = embed_all(trainer, trainable, data.clips, data.val_matrix.ids)
+    result = rsa(similarity_matrix(emb), data.val_matrix)
+    return {"val_rho": result.rho, "val_r2": result.r2}
+
+
+class _Stop:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary and returns."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _ckpt_manager(run_dir: Path) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        (run_dir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+    )
+
+
+def _save(mgr, progress: Progress, trainable, opt_state, run_dir: Path, *, best: bool = False):
+    state = {"trainable": trainable, "opt_state": opt_state}
+    mgr.save(progress.global_step, args=ocp.args.StandardSave(state), force=True)
+    mgr.wait_until_finished()
+    write_text_atomic(run_dir / "progress.json", json.dumps(progress.to_json(), indent=2) + "\n")
+    if best:
+        with atomic_path(run_dir / "best", directory=True) as tmp, ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(tmp.absolute() / "state", trainable)
+            ckpt.wait_until_finished()
+
+
+def restore(run_dir: Path, trainer: Trainer):
+    """(trainable, opt_state, progress) from the latest checkpoint of `run_dir`."""
+    mgr = _ckpt_manager(run_dir)
+    step = mgr.latest_step()
+    if step is None or not (run_dir / "progress.json").is_file():
+        raise InputError("no checkpoint to resume from", file=run_dir, fix="start without --resume")
+    trainable, opt_state = trainer.init()
+    state = mgr.restore(step, args=ocp.args.StandardRestore({"trainable": trainable, "opt_state": opt_state}))
+    progress = Progress(**json.loads((run_dir / "progress.json").read_text()))
+    return state["trainable"], state["opt_state"], progress
+
+
+def load_best(run_dir: Path, trainer: Trainer):
+    trainable, _ = trainer.init()
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore((run_dir / "best" / "state").absolute(), trainable)
+
+
+def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resume: bool = False) -> Progress:
+    """Train until `epochs`, early stopping, `max_steps` or a stop signal; returns where it ended."""
+    mgr = _ckpt_manager(run_dir)
+    if resume:
+        trainable, opt_state, progress = restore(run_dir, trainer)
+        if progress.done:
+            return progress
+    else:
+        trainable, opt_state = trainer.init()
+        progress = Progress()
+    key = jax.random.key(exp.seed)
+    b = exp.batch_trials
+    metrics = (run_dir / "metrics.jsonl").open("a")
+    with _Stop() as stop:
+        while progress.epoch < exp.epochs:
+            roles = epoch_trials(exp, data, progress.epoch)
+            steps = math.ceil(len(roles) / b)
+            fires = set(losses.rsa_steps(steps, exp.rsa_per_epoch).tolist())
+            plan = sorted(fires) if exp.loss == "rsa" else list(range(steps))  # RSA-only updates on RSA steps
+            beta = beta_at(exp, progress.epoch)
+            done_steps = sum(s < progress.step_in_epoch for s in plan)
+            bar = tqdm(total=len(plan), initial=done_steps, desc=f"epoch {progress.epoch + 1}/{exp.epochs}",
+                       unit="step", leave=False, disable=None)  # fmt: skip
+            for s in plan:
+                if s < progress.step_in_epoch:
+                    continue
+                if stop.requested or (exp.max_steps is not None and progress.global_step >= exp.max_steps):
+                    _save(mgr, progress, trainable, opt_state, run_dir)
+                    bar.close()
+                    metrics.close()
+                    return progress
+                chunk = roles[s * b : (s + 1) * b]
+                valid = np.arange(b) < len(chunk)
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - len(chunk), axis=0)])
+                batch = {"trial_clips": data.clips[chunk.T.reshape(-1)], "valid": valid}
+                w = loss_weights(exp, s in fires)
+                if w.use_rsa:
+                    batch |= rsa_batch(exp, data, progress.epoch, s)
+                t0 = time.perf_counter()
+                step_key = jax.random.fold_in(key, progress.global_step)
+                trainable, opt_state, out = trainer.step(
+                    trainable, opt_state, batch, step_key, jnp.float32(beta), w
+                )
+                out = {k: float(v) for k, v in out.items()}
+                if not (math.isfinite(out["loss"]) and math.isfinite(out["grad_norm"])):
+                    raise TrainingError(
+                        f"non-finite loss or gradient at epoch {progress.epoch} step {s} ({out}); "
+                        f"the last good checkpoint is in {run_dir / 'checkpoints'}. Lower lr or use float32"
+                    )
+                dt = time.perf_counter() - t0
+                n_clips = (3 * b if w.use_triplet else 0) + (exp.rsa_videos if w.use_rsa else 0)
+                n_constraints = (int(valid.sum()) if w.use_triplet else 0) + int(out["rsa_pairs"])
+                record = {
+                    "step": progress.global_step, "epoch": progress.epoch, "step_in_epoch": s, **out,
+                    "beta": beta, "lr": float(opt_state.hyperparams["learning_rate"]),
+                    "clips_per_s": n_clips / dt, "constraints_per_clip": n_constraints / max(n_clips, 1),
+                }  # fmt: skip
+                metrics.write(json.dumps(record) + "\n")
+                progress.global_step += 1
+                progress.step_in_epoch = s + 1
+                bar.set_postfix(loss=f"{out['loss']:.4f}")
+                bar.update(1)
+            bar.close()
+            val = validate(exp, trainer, trainable, data)
+            score = val["val_r2"] if exp.select_on == "r2" else val["val_rho"]
+            improved = score > progress.best
+            if improved:
+                progress.best, progress.best_epoch, progress.bad_epochs = score, progress.epoch, 0
+            else:
+                progress.bad_epochs += 1
+            if exp.lr_plateau:  # authors' ReduceLROnPlateau(x0.5, patience 3)
+                progress.plateau_bad = 0 if improved else progress.plateau_bad + 1
+                if progress.plateau_bad > 3:
+                    opt_state.hyperparams["learning_rate"] = opt_state.hyperparams["learning_rate"] * 0.5
+                    progress.plateau_bad = 0
+            metrics.write(json.dumps({"epoch": progress.epoch, **val, "best": progress.best}) + "\n")
+            metrics.flush()
+            tqdm.write(f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f} (best {progress.best:.4f})")
+            progress.epoch += 1
+            progress.step_in_epoch = 0
+            progress.done = progress.bad_epochs >= exp.patience or progress.epoch >= exp.epochs
+            _save(mgr, progress, trainable, opt_state, run_dir, best=improved)
+            if progress.done:
+                break
+    metrics.close()
+    return progress

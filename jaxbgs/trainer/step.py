@@ -1,0 +1,125 @@
+"""The pure train step: split the trainable state once, merge inside the loss, `jax.value_and_grad`,
+`jax.jit` with the trainable state and optimizer state donated.
+
+Two compiled variants share one body: with and without the RSA term (the RSA step embeds 24 more
+clips, so it is not paid on the other steps). The `M` gradient-carrying RSA clips and the `K - M`
+constant ones are embedded separately, the latter under `stop_gradient`, so no backward pass is
+spent on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jaxbgs import losses
+from jaxbgs.lora import Trainable
+
+
+def normalise(clips, mean, std, dtype=jnp.float32):
+    """uint8 clips -> normalised float on device (the cache stays uint8: 4x less host traffic)."""
+    x = clips.astype(jnp.float32) / 255.0
+    return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    alpha: float  # triplet weight (Eq. 4)
+    use_triplet: bool
+    use_rsa: bool
+
+
+def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformation:
+    """AdamW with the learning rate kept in the optimizer state, so a plateau schedule resumes exactly."""
+    return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
+
+
+class Trainer:
+    """Binds the static parts (graph, frozen weights, optimizer, normalisation) outside the jitted step."""
+
+    def __init__(self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int):
+        self.graphdef, trainable, self.rest = nnx.split(model, Trainable, ...)
+        self.optimizer = optimizer
+        self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
+        self.dtype = model.cfg.compute_dtype
+        self.init_trainable = trainable
+        self._steps = {}
+        self._embed = jax.jit(self._embed_eval)
+
+    def init(self):
+        """Fresh copies (the step donates its inputs; the initial adapters must survive as 'pretrained')."""
+        trainable = jax.tree.map(jnp.array, self.init_trainable)
+        return trainable, self.optimizer.init(trainable)
+
+    def _model(self, trainable, rest, key=None, *, train: bool):
+        m = nnx.merge(self.graphdef, trainable, rest, copy=True)  # fresh variables at this trace level
+        if key is not None:
+            nnx.reseed(m, dropout=key)
+        m.train() if train else m.eval()
+        return m
+
+    def _emb(self, m, clips):
+        return m(normalise(clips, self.mean, self.std, self.dtype)).embedding.astype(jnp.float32)
+
+    def _embed_eval(self, trainable, rest, clips):
+        return self._emb(self._model(trainable, rest, train=False), clips)
+
+    def _embed_layers(self, trainable, rest, clips):
+        out = self._model(trainable, rest, train=False)(normalise(clips, self.mean, self.std, self.dtype))
+        pooled = [h.astype(jnp.float32).mean(axis=1) for h in out.hidden_states]
+        return out.embedding.astype(jnp.float32), jnp.stack(pooled, axis=1)
+
+    def embed(self, trainable, clips, *, layers: bool = False):
+        if layers:
+            if "layers" not in self._steps:
+                self._steps["layers"] = jax.jit(self._embed_layers)
+            return self._steps["layers"](trainable, self.rest, clips)
+        return self._embed(trainable, self.rest, clips)
+
+    def loss(self, trainable, rest, batch, key, beta, w: LossWeights):
+        """Eq. 4: alpha * triplet + beta * RSA (terms switched by `w`); returns (total, parts)."""
+        parts = {"triplet": jnp.float32(0.0), "rsa": jnp.float32(0.0), "rsa_pairs": jnp.int32(0)}
+        total = jnp.float32(0.0)
+        if w.use_triplet:
+            m = self._model(trainable, rest, jax.random.fold_in(key, 0), train=True)
+            b = batch["valid"].shape[0]
+            e = self._emb(m, batch["trial_clips"])
+            idx = jnp.arange(b)
+            parts["triplet"] = losses.triplet_loss(
+                e, idx, idx + b, idx + 2 * b, margin=self.margin, valid=batch["valid"]
+            )
+            total = total + w.alpha * parts["triplet"]
+        if w.use_rsa:
+            clips, m_grad = batch["rsa_clips"], self.n_grad
+            m = self._model(trainable, rest, jax.random.fold_in(key, 1), train=True)
+            e_grad = self._emb(m, clips[:m_grad])
+            e_const = jax.lax.stop_gradient(
+                self._emb(self._model(trainable, rest, train=False), clips[m_grad:])
+            )
+            e = jnp.concatenate([e_grad, e_const])
+            parts["rsa"], parts["rsa_pairs"] = losses.rsa_loss_with_count(
+                e, batch["rsa_dist"], batch["rsa_mask"], n_grad=m_grad
+            )
+            total = total + beta * parts["rsa"]
+        return total, parts
+
+    def _step(self, trainable, opt_state, rest, batch, key, beta, w: LossWeights):
+        """Frozen weights (`rest`) are an argument, not constants baked into the program."""
+        loss = jax.value_and_grad(self.loss, has_aux=True)
+        (total, parts), grads = loss(trainable, rest, batch, key, beta, w)
+        updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        return trainable, opt_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **parts}
+
+    def step(self, trainable, opt_state, batch, key, beta, w: LossWeights):
+        if w not in self._steps:
+            self._steps[w] = jax.jit(functools.partial(self._step, w=w), donate_argnums=(0, 1))
+        return self._steps[w](trainable, opt_state, self.rest, batch, key, beta)
+
+    def merged_model(self, trainable) -> nnx.Module:
+        return nnx.merge(self.graphdef, trainable, self.rest)

@@ -1,0 +1,148 @@
+"""The trainer end to end on a tiny world: every experiment runs, resume is exact, signals and NaNs
+are handled, missing inputs are named."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import experiments
+from jaxbgs import train
+from jaxbgs.errors import InputError
+from jaxbgs.trainer.loop import TrainingError
+
+VIDEO_EXPERIMENTS = [n for n in sorted(experiments.EXPERIMENTS) if n != "demo"]
+
+
+@pytest.mark.parametrize("name", VIDEO_EXPERIMENTS)
+def test_every_experiment_runs_two_steps(name, tiny_exp):
+    exp = tiny_exp(experiments.get(name), max_steps=2)
+    out = train.run(exp)
+    assert out == {"stopped_at_step": 2}
+    rows = [json.loads(line) for line in open(f"{exp.run_dir}/metrics.jsonl")]
+    assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
+    assert json.load(open(f"{exp.run_dir}/config.json"))["name"] == name
+
+
+def test_full_run_writes_results_and_exports(tiny_exp):
+    exp = tiny_exp(experiments.get("vjepa"), epochs=2)
+    res = train.run(exp)
+    keys = ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned",
+            "ooo_accuracy_reference_finetuned", "layer_r2_finetuned", "test_r2_ci_finetuned")  # fmt: skip
+    assert all(k in res for k in keys)
+    assert len(res["layer_r2_finetuned"]) == 3  # embeddings + 2 blocks
+    assert json.load(open(f"{exp.run_dir}/results.json"))["test_r2_finetuned"] == res["test_r2_finetuned"]
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(res["export_torch"])  # the fine-tuned weights back in PyTorch
+
+
+def _final(exp):
+    from jaxbgs.trainer import loop
+
+    return json.load(open(f"{exp.run_dir}/progress.json")), loop
+
+
+def test_resume_equals_uninterrupted(tiny_exp, tmp_path):
+    import orbax.checkpoint as ocp
+
+    full = tiny_exp(experiments.get("vjepa"), epochs=2, out=str(tmp_path / "full"), patience=10)
+    train.run(full)
+    part = tiny_exp(experiments.get("vjepa"), epochs=2, out=str(tmp_path / "part"), patience=10)
+    assert train.run(dataclasses.replace(part, max_steps=5)) == {"stopped_at_step": 5}
+    train.run(part, resume=True)
+
+    def latest(run):
+        mgr = ocp.CheckpointManager(tmp_path / run / "checkpoints")
+        return mgr.restore(mgr.latest_step())
+
+    a, b = latest("full"), latest("part")
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    ra = [json.loads(r) for r in open(tmp_path / "full" / "metrics.jsonl")]
+    rb = [json.loads(r) for r in open(tmp_path / "part" / "metrics.jsonl")]
+    assert [r.get("loss") for r in ra] == [r.get("loss") for r in rb]
+
+
+def _leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_sigterm_saves_and_resume_finishes(world, tmp_path):
+    root, weights = world
+    out = tmp_path / "sig"
+    args = [sys.executable, "-m", "jaxbgs.train", "--exp", "vjepa", "--data", str(root / "data"),
+            "--videos", str(root / "videos"), "--weights", str(weights["vjepa2"]), "--out", str(out),
+            "--set", "frames=4", "--set", "size=32", "--set", "dtype=float32", "--set", "remat=none",
+            "--set", "batch_trials=1", "--set", "rsa_videos=6", "--set", "rsa_grad_videos=2",
+            "--set", "epochs=50", "--set", f"cache={root / 'cache'}", "--set", "n_boot=50",
+            "--set", "val_fraction=0.3"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "metrics.jsonl").is_file():
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "continue with --resume" in stdout
+    progress = json.load(open(out / "progress.json"))
+    assert progress["global_step"] > 0 and not progress["done"]
+    assert (out / "checkpoints").is_dir()
+
+
+def test_nan_guard_stops_with_a_message(tiny_exp):
+    exp = tiny_exp(experiments.get("vjepa"), lr=1e30, epochs=1)
+    with pytest.raises(TrainingError, match="non-finite loss or gradient"):
+        train.run(exp)
+
+
+def test_missing_inputs_are_named_before_any_work(world, tmp_path, capsys):
+    root, _ = world
+    assert train.main(["--exp", "vjepa", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "needs --data, --videos" in err and "moments.csail.mit.edu" in err
+    given = ["--data", str(root / "data"), "--videos", str(root / "videos"), "--out", str(tmp_path / "x")]
+    assert train.main(["--exp", "vjepa", *given]) == 2  # the default Hub id is not in the cache
+    assert "huggingface-cli download facebook/vjepa2-vitl-fpc64-256" in capsys.readouterr().err
+    assert train.main(["--exp", "vjepa21", *given]) == 2
+    assert "vjepa2_1_vitb_dist_vitG_384.pt: --weights: no such checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_errors(capsys):
+    assert train.main(["--exp", "vjepa", "--set", "lrr=1"]) == 2
+    assert "unknown config key(s) ['lrr']" in capsys.readouterr().err
+    assert train.main(["--exp", "vjepa", "--set", "epochs=many"]) == 2
+    assert "epochs expects int" in capsys.readouterr().err
+    assert train.main(["--exp", "nope"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+    assert train.main(["--list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in experiments.EXPERIMENTS)
+
+
+def test_rerun_into_existing_directory_needs_resume(tiny_exp):
+    exp = tiny_exp(experiments.get("vjepa"), max_steps=1)
+    train.run(exp)
+    with pytest.raises(InputError, match="already holds a run"):
+        train.run(exp)
+
+
+def test_missing_video_is_named(tiny_exp, tmp_path):
+    import shutil
+
+    exp = tiny_exp(experiments.get("vjepa"), max_steps=1)
+    videos = tmp_path / "videos"
+    shutil.copytree(exp.videos, videos)
+    os.remove(videos / "demo_0003.mp4")
+    with pytest.raises(InputError, match="demo_0003.mp4"):
+        train.run(dataclasses.replace(exp, videos=str(videos), cache=str(tmp_path / "cache")))
