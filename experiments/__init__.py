@@ -21,7 +21,6 @@ from collections.abc import Callable
 from jaxbgs.errors import InputError
 
 LOSSES = ("hybrid", "triplet", "rsa", "budget_matched", "distill")
-MODES = ("trials", "video_batched")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,18 +73,15 @@ class Experiment:
     select_on: str = "r2"  # validation R^2 (paper) or "rho"
     val_split: str = "video"  # stimulus-disjoint (default) or "judgment"
     val_fraction: float = 0.2
-    mode: str = "trials"  # "video_batched": embed a batch of videos once, apply every trial inside it
-    video_batch: int = 16
     max_steps: int | None = None  # stop early (smoke tests)
+    augment: bool = False  # random rotation/flip/colour order per batch (the demo's scenes allow it)
     seed: int = 0
     # evaluation
     n_boot: int = 10_000
-    n_perm: int = 0
 
     def __post_init__(self):
         checks = {
             "loss": LOSSES,
-            "mode": MODES,
             "clip_mode": ("crop", "resize"),
             "beta_schedule": ("linear", "capped"),
             "select_on": ("r2", "rho"),
@@ -96,7 +92,7 @@ class Experiment:
                 raise InputError(
                     f"{key}={getattr(self, key)!r}", where=f"--exp {self.name}", fix=f"use {allowed}"
                 )
-        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos", "video_batch")
+        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos")
         for key in positive:
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be >= 1, got {getattr(self, key)}", where=f"--exp {self.name}")
@@ -272,6 +268,6 @@ def demo() -> Experiment:
     return dataclasses.replace(
         BASE, name="demo", arch="vjepa2",
         description="embedded demo: procedural social clips, no downloads (minutes on a CPU)",
-        frames=8, size=32, epochs=8, patience=3, lora_rank=8, lora_alpha=16.0, lr=1e-3, batch_trials=16,
-        rsa_videos=24, n_boot=1000,
+        frames=8, size=32, epochs=4, patience=2, lora_rank=16, lora_alpha=32.0, lr=1e-3, batch_trials=16,
+        lora_targets=("qkv", "out", "mlp"), augment=True, rsa_videos=24, n_boot=1000,
     )  # fmt: skip

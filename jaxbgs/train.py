@@ -85,8 +85,8 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     if exp.name == "demo":
         from jaxbgs.trainer import demo
 
-        data, generated = demo.demo_data(exp)
-        weights = demo.pretrain(exp, generated, Path(exp.cache))
+        data, _ = demo.demo_data(exp)
+        weights = demo.pretrain(exp, Path(exp.cache))
     else:
         data = setup.load_real_data(exp)
     if exp.loss == "distill":
@@ -95,7 +95,7 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     mean, std = setup.NORMALISATION[exp.arch]
     trainer = Trainer(
         model, make_optimizer(exp.lr, exp.weight_decay), mean=mean, std=std, margin=exp.margin,
-        n_grad=exp.rsa_grad_videos,
+        n_grad=exp.rsa_grad_videos, augment=exp.augment,
     )  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")

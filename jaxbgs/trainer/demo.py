@@ -27,7 +27,7 @@ from jaxbgs.trainer.setup import IMAGENET, RunData, split_data
 from jaxbgs.trainer.step import normalise
 
 N_VIDEOS, N_TEST = 240, 48
-PRETRAIN_STEPS, PRETRAIN_BATCH, PRETRAIN_LR = 300, 32, 1e-3
+PRETRAIN_CLIPS, PRETRAIN_STEPS, PRETRAIN_BATCH, PRETRAIN_LR = 4000, 1200, 32, 1e-3
 
 
 def encoder_config(exp: Experiment) -> vjepa2.Config:
@@ -39,7 +39,7 @@ def encoder_config(exp: Experiment) -> vjepa2.Config:
 
 def demo_data(exp: Experiment) -> tuple[RunData, procedural.DemoData]:
     demo = procedural.make_demo(
-        N_VIDEOS, N_TEST, frames=exp.frames, size=exp.size, seed=exp.seed, repeats=(1, 3)
+        N_VIDEOS, N_TEST, frames=exp.frames, size=exp.size, seed=exp.seed, repeats=(2, 3)
     )
     captions = {i: list(c) for i, c in enumerate(demo.captions)}
     data = split_data(exp, demo.clips, demo.train_ids, demo.test_ids, demo.train, demo.test, captions)
@@ -55,22 +55,29 @@ class _Pretrain(nnx.Module):
         return self.readout(self.encoder(x).embedding)
 
 
-def pretrain(exp: Experiment, demo: procedural.DemoData, cache: Path) -> Path:
-    """Train the whole encoder to regress appearance and agent positions of the training clips; cached."""
+def pretraining_targets(latents: procedural.SceneLatents, frames: int) -> np.ndarray:
+    """Appearance plus kinematics: each agent's frame-to-frame speed and the vector from one agent
+    to the other in every frame. No interaction type, approach, synchrony or facing label."""
+    positions, _ = procedural.trajectories(latents, frames)  # (n, T, 2 agents, xy)
+    offset = (positions[:, :, 1] - positions[:, :, 0]).reshape(len(positions), -1)
+    speed = np.linalg.norm(np.diff(positions, axis=1), axis=-1).reshape(len(positions), -1)
+    return np.concatenate([procedural.nuisance_embedding(latents), offset, speed], axis=1).astype(np.float32)
+
+
+def pretrain(exp: Experiment, cache: Path) -> Path:
+    """Pretrain the whole encoder on fresh clips (not the judged ones) to regress appearance and
+    kinematics; cached."""
     cfg = encoder_config(exp)
-    key = json.dumps(
-        {"cfg": cfg.to_json(), "steps": PRETRAIN_STEPS, "seed": exp.seed, "n": N_VIDEOS}, sort_keys=True
-    )
+    settings = {"task": "appearance+kinematics", "clips": PRETRAIN_CLIPS, "steps": PRETRAIN_STEPS}
+    key = json.dumps({"cfg": cfg.to_json(), "seed": exp.seed, **settings}, sort_keys=True)
     path = Path(cache) / f"demo-encoder-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (path / core.CONFIG_FILE).is_file():
         return path
-    # Appearance plus where each agent is in each frame: kinematics, not relations.
-    positions, _ = procedural.trajectories(demo.latents, exp.frames)
-    targets = np.concatenate(
-        [procedural.nuisance_embedding(demo.latents), positions.reshape(len(positions), -1)], axis=1
-    ).astype(np.float32)
+    rng = np.random.default_rng([exp.seed, 99])
+    latents = procedural.sample_latents(PRETRAIN_CLIPS, rng)
+    clips = procedural.render(latents, frames=exp.frames, size=exp.size)
+    targets = pretraining_targets(latents, exp.frames)
     targets = (targets - targets.mean(0)) / (targets.std(0) + 1e-6)
-    ids = np.asarray(demo.train_ids)
     model = _Pretrain(cfg, targets.shape[1], rngs=nnx.Rngs(exp.seed))
     graphdef, params = nnx.split(model, nnx.Param)
     opt = optax.adamw(PRETRAIN_LR, weight_decay=0.01)
@@ -86,7 +93,6 @@ def pretrain(exp: Experiment, demo: procedural.DemoData, cache: Path) -> Path:
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
-    rng = np.random.default_rng([exp.seed, 99])
     bar = tqdm(
         range(PRETRAIN_STEPS),
         desc="pretraining the demo encoder (non-social task)",
@@ -94,11 +100,11 @@ def pretrain(exp: Experiment, demo: procedural.DemoData, cache: Path) -> Path:
         disable=None,
     )
     for _ in bar:
-        batch = rng.choice(ids, PRETRAIN_BATCH, replace=False)
-        params, opt_state, value = step(params, opt_state, demo.clips[batch], targets[batch])
+        batch = rng.choice(PRETRAIN_CLIPS, PRETRAIN_BATCH, replace=False)
+        params, opt_state, value = step(params, opt_state, clips[batch], targets[batch])
         bar.set_postfix(mse=f"{float(value):.3f}")
     nnx.update(model, params)
     meta = core.Meta(
-        arch="vjepa2", config=cfg.to_json(), source="jaxbgs demo pretraining (nuisance regression)"
+        arch="vjepa2", config=cfg.to_json(), source="jaxbgs demo pretraining (appearance, kinematics)"
     )
     return core.save(model.encoder, path, meta)

@@ -27,6 +27,22 @@ def normalise(clips, mean, std, dtype=jnp.float32):
     return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
 
 
+def augment(clips, key):
+    """One random symmetry of the square (rotation, flip) and colour-channel order per batch.
+
+    For the demo's scenes these change appearance and layout but not the social relations, so the
+    adapters cannot memorise which clip is which by its look. Real experiments leave it off.
+    """
+    k_dihedral, k_perm = jax.random.split(key)
+    ops = [
+        lambda x, r=r, f=f: jnp.rot90(x[..., ::-1, :] if f else x, r, axes=(2, 3))
+        for r in range(4)
+        for f in (0, 1)
+    ]
+    clips = jax.lax.switch(jax.random.randint(k_dihedral, (), 0, 8), ops, clips)
+    return jnp.take(clips, jax.random.permutation(k_perm, clips.shape[-1]), axis=-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     alpha: float  # triplet weight (Eq. 4)
@@ -42,7 +58,10 @@ def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformati
 class Trainer:
     """Binds the static parts (graph, frozen weights, optimizer, normalisation) outside the jitted step."""
 
-    def __init__(self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int):
+    def __init__(
+        self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False
+    ):
+        self.augment = augment
         self.graphdef, trainable, self.rest = nnx.split(model, Trainable, ...)
         self.optimizer = optimizer
         self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
@@ -88,7 +107,8 @@ class Trainer:
         if w.use_triplet:
             m = self._model(trainable, rest, jax.random.fold_in(key, 0), train=True)
             b = batch["valid"].shape[0]
-            e = self._emb(m, batch["trial_clips"])
+            clips = batch["trial_clips"]
+            e = self._emb(m, augment(clips, jax.random.fold_in(key, 2)) if self.augment else clips)
             idx = jnp.arange(b)
             parts["triplet"] = losses.triplet_loss(
                 e, idx, idx + b, idx + 2 * b, margin=self.margin, valid=batch["valid"]
@@ -96,6 +116,8 @@ class Trainer:
             total = total + w.alpha * parts["triplet"]
         if w.use_rsa:
             clips, m_grad = batch["rsa_clips"], self.n_grad
+            if self.augment:
+                clips = augment(clips, jax.random.fold_in(key, 3))
             m = self._model(trainable, rest, jax.random.fold_in(key, 1), train=True)
             e_grad = self._emb(m, clips[:m_grad])
             e_const = jax.lax.stop_gradient(
