@@ -65,7 +65,8 @@ def distill_targets(exp: experiments.Experiment, data):
     train = losses.caption_trials(data.train, full)
     dist = losses.caption_distance_matrix(full[data.train_ids])
     counts = np.ones((len(data.train_ids),) * 2, np.int64) - np.eye(len(data.train_ids), dtype=np.int64)
-    together = np.rint((1 - dist) * 1000).astype(np.int64) * counts  # similarity 1 - d as a vote share
+    # The caption similarity 1 - d as a share of 1000 votes, so the RSA term reads it like human data.
+    together = np.rint(np.clip(1 - dist, 0, 1) * 1000).astype(np.int64) * counts
     matrix = PairMatrix(data.train_ids, counts * 1000, together)
     return dataclasses.replace(data, train=train, train_matrix=matrix)
 
