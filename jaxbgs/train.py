@@ -71,17 +71,11 @@ def distill_targets(exp: experiments.Experiment, data):
     return dataclasses.replace(data, train=train, train_matrix=matrix)
 
 
-def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
-    from jaxbgs import lora
-    from jaxbgs.files import write_text_atomic
-    from jaxbgs.trainer import loop, setup
+def prepare(exp: experiments.Experiment):
+    """(data, model, meta, trainer) for `exp`: what both training and re-scoring a run need."""
+    from jaxbgs.trainer import setup
     from jaxbgs.trainer.step import Trainer, make_optimizer
 
-    run_dir = Path(exp.run_dir)
-    if not resume and (run_dir / "checkpoints").exists():
-        raise InputError(
-            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
-        )
     weights = exp.weights
     if exp.name == "demo":
         from jaxbgs.trainer import demo
@@ -98,6 +92,20 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
         model, make_optimizer(exp.lr, exp.weight_decay), mean=mean, std=std, margin=exp.margin,
         n_grad=exp.rsa_grad_videos, augment=exp.augment,
     )  # fmt: skip
+    return data, model, meta, trainer
+
+
+def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
+    from jaxbgs import lora
+    from jaxbgs.files import write_text_atomic
+    from jaxbgs.trainer import loop
+
+    run_dir = Path(exp.run_dir)
+    if not resume and (run_dir / "checkpoints").exists():
+        raise InputError(
+            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
+        )
+    data, model, meta, trainer = prepare(exp)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
     print(f"{exp.name}: {lora.summary(model)}")

@@ -146,3 +146,17 @@ def test_missing_video_is_named(tiny_exp, tmp_path):
     os.remove(videos / "demo_0003.mp4")
     with pytest.raises(InputError, match="demo_0003.mp4"):
         train.run(dataclasses.replace(exp, videos=str(videos), cache=str(tmp_path / "cache")))
+
+
+def test_evaluate_rescores_a_run_without_retraining(tiny_exp, capsys):
+    from jaxbgs import evaluate
+
+    exp = tiny_exp(experiments.get("vjepa"), epochs=1)
+    res = train.run(exp)
+    capsys.readouterr()
+    assert evaluate.main(["--run", exp.run_dir, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for key in ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned"):
+        assert again[key] == pytest.approx(res[key], abs=1e-12)
+    assert evaluate.main(["--run", str(exp.run_dir) + "-missing"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
