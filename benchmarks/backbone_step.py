@@ -77,10 +77,9 @@ def build_pair(arch: str, layers: int, frames: int = 8, size: int = 64):
     params, _ = core.apply_to_flax(state, fam.key_map, core.base_shapes(model))
     core.assign(model, params)
     key = jax.random.key(1)
-    for _, layer in nnx.iter_graph(model):  # non-zero B so both factors get gradients
-        if isinstance(layer, lora_lib.Dense) and layer.has_lora:
-            key, sub = jax.random.split(key)
-            layer.lora_b[...] = 0.01 * jax.random.normal(sub, layer.lora_b.shape)
+    for _, layer in lora_lib.adapters(model):  # non-zero B so both factors get gradients
+        key, sub = jax.random.split(key)
+        layer.lora_b[...] = 0.01 * jax.random.normal(sub, layer.lora_b.shape)
     meta = core.Meta(arch=arch, config=cfg.to_json(), lora=LORA.to_json())
     peft_config, tensors = convert.peft_adapters(model, meta)
     import peft

@@ -61,10 +61,7 @@ def peft_adapters(model: nnx.Module, meta: core.Meta) -> tuple[dict, dict]:
     if lcfg is None or not lora_lib.adapter_paths(model):
         raise InputError("the checkpoint has no LoRA adapters", fix="export merged weights without --peft")
     tensors, modules = {}, []
-    for path in lora_lib.adapter_paths(model):
-        layer = model
-        for p in path:
-            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+    for path, layer in lora_lib.adapters(model):
         dotted = ".".join(str(p) for p in path)
         hit = fam.key_map.flax_to_torch(dotted + ".kernel")
         if hit is None or not hit[0].endswith(".weight"):

@@ -135,8 +135,13 @@ class Dense(nnx.Module):
             self.merged = False
 
 
+def adapters(model: nnx.Module) -> list[tuple[tuple, Dense]]:
+    """(graph path, layer) of every Dense that carries an adapter, in model order."""
+    return [(path, m) for path, m in nnx.iter_graph(model) if isinstance(m, Dense) and m.has_lora]
+
+
 def _dense_layers(model: nnx.Module):
-    return [m for _, m in nnx.iter_graph(model) if isinstance(m, Dense) and m.has_lora]
+    return [m for _, m in adapters(model)]
 
 
 def merge(model: nnx.Module) -> nnx.Module:
@@ -155,7 +160,7 @@ def unmerge(model: nnx.Module) -> nnx.Module:
 
 def adapter_paths(model: nnx.Module) -> list[tuple]:
     """Graph paths of the Dense layers that carry an adapter, in model order."""
-    return [path for path, m in nnx.iter_graph(model) if isinstance(m, Dense) and m.has_lora]
+    return [path for path, _ in adapters(model)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,10 +20,7 @@ CLIP = np.random.default_rng(0).standard_normal((2, 4, 32, 32, 3)).astype(np.flo
 
 def nonzero_adapters(model, seed=1):
     key = jax.random.key(seed)
-    for path in lora.adapter_paths(model):
-        layer = model
-        for p in path:
-            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+    for _, layer in lora.adapters(model):
         key, sub = jax.random.split(key)
         layer.lora_b[...] = 0.05 * jax.random.normal(sub, layer.lora_b.shape)
     return model

@@ -130,10 +130,7 @@ def test_lora_targets_and_peft_export(tiny_dir):
     cfg = lora.LoRAConfig(targets=("qkv", "out", "mlp"))
     model, meta, _ = convert.from_torch("bert", tiny_dir, lora=cfg)
     rng = np.random.default_rng(0)
-    for path in lora.adapter_paths(model):
-        layer = model
-        for p in path:
-            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+    for _, layer in lora.adapters(model):
         layer.lora_b[...] = 0.1 * rng.standard_normal(layer.lora_b.shape).astype(np.float32)
     config, tensors = convert.peft_adapters(model, meta)
     assert "encoder.layer.1.attention.self.query" in config["target_modules"]

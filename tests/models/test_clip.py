@@ -211,10 +211,7 @@ def test_peft_export_matches_flax_lora(full_dir, tmp_path):
 
     model, meta, passthrough = convert.from_torch("clip", full_dir, lora=lora_lib.LoRAConfig(rank=2))
     rng = np.random.default_rng(5)
-    for path in lora_lib.adapter_paths(model):
-        layer = model
-        for p in path:
-            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+    for _, layer in lora_lib.adapters(model):
         layer.lora_b[...] = 0.1 * rng.standard_normal(layer.lora_b.shape).astype(np.float32)
     config, _ = convert.peft_adapters(model, meta)
     assert "vision_model.encoder.layers.0.self_attn.q_proj" in config["target_modules"]

@@ -24,10 +24,7 @@ CFG = vjepa2.Config(
 
 def loss_and_grads(cfg, x):
     model = vjepa2.Model(cfg, lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
-    for path in lora.adapter_paths(model):
-        layer = model
-        for p in path:
-            layer = layer[p] if isinstance(p, int) else getattr(layer, p)
+    for _, layer in lora.adapters(model):
         layer.lora_b[...] = jnp.full(layer.lora_b.shape, 0.01)
     graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
 
