@@ -68,6 +68,11 @@ class Experiment:
     weight_decay: float = 0.01
     lr_plateau: bool = False  # authors' code: ReduceLROnPlateau x0.5, patience 3
     batch_trials: int = 4
+    # "triplet": the paper's steps (batch_trials trials, 3 clips each, RSA on 6 steps an epoch);
+    # "video": each step embeds `video_batch` distinct videos once and applies every judged trial
+    # among them plus the RSA term over all their pairs (beyond the paper)
+    mode: str = "triplet"
+    video_batch: int = 32
     epochs: int = 50
     patience: int = 5
     select_on: str = "r2"  # validation R^2 (paper) or "rho"
@@ -86,18 +91,27 @@ class Experiment:
             "beta_schedule": ("linear", "capped"),
             "select_on": ("r2", "rho"),
             "val_split": ("video", "judgment"),
+            "mode": ("triplet", "video"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise InputError(
                     f"{key}={getattr(self, key)!r}", where=f"--exp {self.name}", fix=f"use {allowed}"
                 )
-        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos")
+        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos", "video_batch")
         for key in positive:
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be >= 1, got {getattr(self, key)}", where=f"--exp {self.name}")
         if not 0 < self.rsa_grad_videos <= self.rsa_videos:
             raise InputError("need 0 < rsa_grad_videos <= rsa_videos", where=f"--exp {self.name}")
+        if self.mode == "video" and self.loss == "budget_matched":
+            raise InputError(
+                "loss='budget_matched' is a triplet-mode ablation",
+                where=f"--exp {self.name}",
+                fix="use mode=triplet",
+            )
+        if self.mode == "video" and self.video_batch < 3:
+            raise InputError("video_batch must be >= 3 (a trial needs 3 videos)", where=f"--exp {self.name}")
         if not 0 < self.val_fraction < 1:
             raise InputError("val_fraction must be in (0, 1)", where=f"--exp {self.name}")
 
@@ -268,6 +282,6 @@ def demo() -> Experiment:
     return dataclasses.replace(
         BASE, name="demo", arch="vjepa2",
         description="embedded demo: procedural social clips, no downloads (minutes on a CPU)",
-        frames=8, size=32, epochs=4, patience=2, lora_rank=16, lora_alpha=32.0, lr=1e-3, batch_trials=16,
+        frames=8, size=32, epochs=8, patience=3, lora_rank=16, lora_alpha=32.0, lr=1e-3, batch_trials=16,
         lora_targets=("qkv", "out", "mlp"), augment=True, rsa_videos=24, n_boot=1000,
     )  # fmt: skip

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,12 +50,14 @@ def _final(exp):
     return json.load(open(f"{exp.run_dir}/progress.json")), loop
 
 
-def test_resume_equals_uninterrupted(tiny_exp, tmp_path):
+@pytest.mark.parametrize("mode", ["triplet", "video"])
+def test_resume_equals_uninterrupted(mode, tiny_exp, tmp_path):
     import orbax.checkpoint as ocp
 
-    full = tiny_exp(experiments.get("vjepa"), epochs=2, out=str(tmp_path / "full"), patience=10)
+    kw = dict(epochs=2, patience=10, mode=mode, video_batch=8)
+    full = tiny_exp(experiments.get("vjepa"), out=str(tmp_path / "full"), **kw)
     train.run(full)
-    part = tiny_exp(experiments.get("vjepa"), epochs=2, out=str(tmp_path / "part"), patience=10)
+    part = tiny_exp(experiments.get("vjepa"), out=str(tmp_path / "part"), **kw)
     assert train.run(dataclasses.replace(part, max_steps=5)) == {"stopped_at_step": 5}
     train.run(part, resume=True)
 
@@ -160,3 +163,64 @@ def test_evaluate_rescores_a_run_without_retraining(tiny_exp, capsys):
         assert again[key] == pytest.approx(res[key], abs=1e-12)
     assert evaluate.main(["--run", str(exp.run_dir) + "-missing"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_video_mode_applies_more_constraints_per_clip(tiny_exp, tmp_path):
+    rows = {}
+    for mode in ("triplet", "video"):
+        kw = dict(mode=mode, video_batch=12, max_steps=4, epochs=5, out=str(tmp_path / mode))
+        exp = tiny_exp(experiments.get("vjepa"), **kw)
+        assert train.run(exp) == {"stopped_at_step": 4}
+        rows[mode] = [r for r in map(json.loads, open(f"{exp.run_dir}/metrics.jsonl")) if "step" in r]
+    assert all(r["clips"] == 12 and r["rsa_pairs"] > 0 for r in rows["video"])
+    per_clip = {m: sum(r["constraints"] for r in rs) / sum(r["clips"] for r in rs) for m, rs in rows.items()}
+    assert per_clip["video"] > 3 * per_clip["triplet"]
+
+
+def test_embed_writes_the_runs_embeddings(tiny_exp, tmp_path, capsys):
+    from jaxbgs import embed
+    from jaxbgs.trainer import loop
+
+    exp = tiny_exp(experiments.get("vjepa"), epochs=1)
+    train.run(exp)
+    names = ["demo_0000.mp4", "demo_0005.mp4", "demo_0007.mp4"]
+    out = tmp_path / "emb.npz"
+    args = ["--run", exp.run_dir, "--videos", *[f"{exp.videos}/{n}" for n in names], "--out", str(out)]
+    assert embed.main([*args, "--layers", "--batch", "2"]) == 0
+    got = np.load(out)
+    assert [os.path.basename(n) for n in got["names"]] == names
+    data, _, _, trainer = train.prepare(exp)
+    ids = np.array([0, 5, 7])  # the demo's video ids follow its file names
+    best = loop.load_best(Path(exp.run_dir), trainer)
+    want, layers = trainer.embed(best, data.clips[ids], layers=True)
+    np.testing.assert_allclose(got["embeddings"], np.asarray(want), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["layers"], np.asarray(layers), rtol=1e-4, atol=1e-5)
+    assert embed.main(["--run", exp.run_dir, "--videos", exp.videos, "--out", str(out)]) == 0
+    assert len(np.load(out)["names"]) == len(os.listdir(exp.videos))  # a directory is expanded
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    capsys.readouterr()
+    assert embed.main(["--run", exp.run_dir, "--videos", str(bad), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "bad.mp4" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
+    assert embed.main(["--run", str(tmp_path), "--videos", str(bad), "--out", str(out)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_demo_pipeline_at_tiny_size(tmp_path, monkeypatch):
+    from jaxbgs.trainer import demo
+
+    monkeypatch.setattr(demo, "N_VIDEOS", 40)
+    monkeypatch.setattr(demo, "N_TEST", 10)
+    monkeypatch.setattr(demo, "PRETRAIN_CLIPS", 64)
+    monkeypatch.setattr(demo, "PRETRAIN_STEPS", 2)
+    exp = dataclasses.replace(
+        experiments.get("demo"), epochs=1, n_boot=20, out=str(tmp_path / "run"), cache=str(tmp_path / "cache")
+    )
+    res = train.run(exp)
+    for key in ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling"):
+        assert np.isfinite(res[key])
+    assert res["n_test_videos"] == 10
+    encoders = list((tmp_path / "cache").glob("demo-encoder-*"))
+    assert len(encoders) == 1  # pretrained once, cached for the next run
+    assert (tmp_path / "run" / "export" / "torch").is_dir() == (res["export_torch"] is not None)

@@ -259,7 +259,8 @@ def trajectories(latents: SceneLatents, frames: int = 8) -> tuple[np.ndarray, np
     circle, A behind B; approach / avoid = the pair stands on a fixed axis and the distance shrinks
     / grows; mirror = the pair turns about its centre, point-symmetric; ignore = independent
     wandering. In every type the distance scales by 1 - 0.6 * approach * progress, where progress
-    runs 0 -> 1 over the clip, faster early for high energy; both agents bob across their axis
+    runs 0 -> 1 over the clip, more abruptly for high energy: approaching agents slow down as they
+    arrive, avoiding ones speed up as they flee; both agents bob across their axis
     (amplitude and rate grow with energy, phase offset (1 - synchrony) * pi); each faces the other
     rotated by (1 - facing) * pi / 2.
     """
@@ -269,7 +270,8 @@ def trajectories(latents: SceneLatents, frames: int = 8) -> tuple[np.ndarray, np
     kind, a, s, e = z.interaction[:, None], col(z.approach), col(z.synchrony), col(z.energy)
     spin, d0, theta0 = col(z.spin), col(z.distance), col(z.axis_angle)
     cx, cy = col(z.center[:, 0]), col(z.center[:, 1])
-    progress = 1.0 - (1.0 - t) ** (1.0 + 3.0 * e)
+    k = 1.0 + 3.0 * e
+    progress = np.where(a >= 0, 1.0 - (1.0 - t) ** k, t**k)  # approachers arrive, avoiders flee
     dist = d0 * (1.0 - 0.6 * a * progress)
 
     # Chase runs round a circle and a mirror dance turns its axis; the other types hold the layout's axis.

@@ -75,22 +75,110 @@ def epoch_trials(exp: Experiment, data: RunData, epoch: int) -> tuple[np.ndarray
 
 
 def loss_weights(exp: Experiment, fire: bool) -> LossWeights:
+    video = exp.mode == "video"
     if exp.loss == "rsa":
-        return LossWeights(alpha=0.0, use_triplet=False, use_rsa=True)
+        return LossWeights(alpha=0.0, use_triplet=False, use_rsa=True, video=video)
     if exp.loss in ("triplet", "budget_matched"):
-        return LossWeights(alpha=1.0, use_triplet=True, use_rsa=False)
-    return LossWeights(alpha=exp.alpha, use_triplet=True, use_rsa=fire)  # hybrid, distill
+        return LossWeights(alpha=1.0, use_triplet=True, use_rsa=False, video=video)
+    return LossWeights(
+        alpha=exp.alpha, use_triplet=True, use_rsa=fire or video, video=video
+    )  # hybrid, distill
 
 
 def rsa_batch(exp: Experiment, data: RunData, epoch: int, step: int) -> dict:
     rng = np.random.default_rng([exp.seed, epoch, step, 11])
     ids = rng.choice(data.train_ids, size=min(exp.rsa_videos, len(data.train_ids)), replace=False)
+    return {"rsa_clips": data.clips[ids], **_human_block(data, ids)}
+
+
+def _human_block(data: RunData, ids: np.ndarray) -> dict:
     pos = np.searchsorted(data.train_matrix.ids, ids)
     return {
-        "rsa_clips": data.clips[ids],
         "rsa_dist": data.train_matrix.distance[np.ix_(pos, pos)].astype(np.float32),
         "rsa_mask": data.train_matrix.mask[np.ix_(pos, pos)],
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """One step of an epoch. Triplet mode: `roles` (b, 3) video ids. Video mode: `videos` (B,) distinct
+    ids and `roles` (R, 3) positions into them (every judged trial whose three videos are all in)."""
+
+    index: int  # position in the epoch (what a checkpoint records)
+    roles: np.ndarray
+    rsa: bool = False
+    videos: np.ndarray | None = None
+
+
+def video_batches(exp: Experiment, data: RunData, epoch: int) -> list[np.ndarray]:
+    """The epoch's batches of `video_batch` distinct training videos, packed trial by trial in a seeded
+    order so that every trial lands whole in at least one batch; the last slots of a batch are filled
+    with other training videos (more RSA pairs, and any trial they complete)."""
+    rng = np.random.default_rng([exp.seed, epoch, 13])
+    size = min(exp.video_batch, len(data.train_ids))
+    batches, current = [], []
+    members: set[int] = set()
+    for t in rng.permutation(len(data.train)):
+        new = [int(v) for v in dict.fromkeys(data.train.items[t].tolist()) if int(v) not in members]
+        if len(members) + len(new) > size:
+            batches.append(current)
+            current, members = [], set()
+            new = list(dict.fromkeys(int(v) for v in data.train.items[t]))
+        current += new
+        members.update(new)
+    if current:
+        batches.append(current)
+    out = []
+    for b in batches:
+        rest = np.setdiff1d(data.train_ids, b)
+        fill = rng.choice(rest, size - len(b), replace=False) if size > len(b) else np.zeros(0, np.int64)
+        out.append(np.sort(np.concatenate([np.asarray(b, np.int64), fill.astype(np.int64)])))
+    return out
+
+
+def epoch_plan(exp: Experiment, data: RunData, epoch: int) -> list[StepSpec]:
+    """The epoch's steps, a pure function of (seed, epoch): what `fit` runs and a resume replays."""
+    if exp.mode == "video":
+        a, p, n = losses.trial_roles(data.train.items, data.train.odd)
+        roles = np.stack([a, p, n], axis=1)
+        plan = []
+        for s, ids in enumerate(video_batches(exp, data, epoch)):
+            inside = np.isin(roles, ids).all(axis=1)
+            plan.append(StepSpec(s, np.searchsorted(ids, roles[inside]), rsa=True, videos=ids))
+        return plan
+    roles = epoch_trials(exp, data, epoch)
+    b = exp.batch_trials
+    steps = math.ceil(len(roles) / b)
+    fires = set(losses.rsa_steps(steps, exp.rsa_per_epoch).tolist())
+    plan = [StepSpec(s, roles[s * b : (s + 1) * b], rsa=s in fires) for s in range(steps)]
+    return [p for p in plan if p.rsa] if exp.loss == "rsa" else plan  # RSA-only updates on RSA steps
+
+
+def _bucket(n: int, quantum: int = 16) -> int:
+    """Pad trial counts to a multiple of `quantum`: a few compiled shapes instead of one per count."""
+    return max(quantum, -(-n // quantum) * quantum)
+
+
+def make_batch(exp: Experiment, data: RunData, spec: StepSpec, epoch: int) -> tuple[dict, LossWeights, int]:
+    """(device-ready batch, loss switches, clip forward passes) for one step."""
+    w = loss_weights(exp, spec.rsa)
+    if spec.videos is not None:
+        r = len(spec.roles)
+        pad = _bucket(r)
+        roles = np.concatenate([spec.roles, np.zeros((pad - r, 3), np.int64)]).astype(np.int32)
+        batch = {
+            "clips": data.clips[spec.videos], "a": roles[:, 0], "p": roles[:, 1], "n": roles[:, 2],
+            "valid": np.arange(pad) < r, **_human_block(data, spec.videos),
+        }  # fmt: skip
+        return batch, w, len(spec.videos)
+    b = exp.batch_trials
+    chunk = spec.roles
+    valid = np.arange(b) < len(chunk)
+    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - len(chunk), axis=0)])
+    batch = {"trial_clips": data.clips[chunk.T.reshape(-1)], "valid": valid}
+    if w.use_rsa:
+        batch |= rsa_batch(exp, data, epoch, spec.index)
+    return batch, w, (3 * b if w.use_triplet else 0) + (exp.rsa_videos if w.use_rsa else 0)
 
 
 def embed_all(
@@ -143,9 +231,10 @@ def _ckpt_manager(run_dir: Path) -> ocp.CheckpointManager:
 
 
 def _save(mgr, progress: Progress, trainable, opt_state, run_dir: Path, *, best: bool = False):
-    state = {"trainable": trainable, "opt_state": opt_state}
-    mgr.save(progress.global_step, args=ocp.args.StandardSave(state), force=True)
-    mgr.wait_until_finished()
+    if mgr.latest_step() != progress.global_step:  # else saved at this step already (an epoch's end)
+        state = {"trainable": trainable, "opt_state": opt_state}
+        mgr.save(progress.global_step, args=ocp.args.StandardSave(state), force=True)
+        mgr.wait_until_finished()
     write_text_atomic(run_dir / "progress.json", json.dumps(progress.to_json(), indent=2) + "\n")
     if best:
         with atomic_path(run_dir / "best", directory=True) as tmp, ocp.StandardCheckpointer() as ckpt:
@@ -182,33 +271,23 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
         trainable, opt_state = trainer.init()
         progress = Progress()
     key = jax.random.key(exp.seed)
-    b = exp.batch_trials
     metrics = (run_dir / "metrics.jsonl").open("a")
     with _Stop() as stop:
         while progress.epoch < exp.epochs:
-            roles = epoch_trials(exp, data, progress.epoch)
-            steps = math.ceil(len(roles) / b)
-            fires = set(losses.rsa_steps(steps, exp.rsa_per_epoch).tolist())
-            plan = sorted(fires) if exp.loss == "rsa" else list(range(steps))  # RSA-only updates on RSA steps
+            plan = epoch_plan(exp, data, progress.epoch)
             beta = beta_at(exp, progress.epoch)
-            done_steps = sum(s < progress.step_in_epoch for s in plan)
+            done_steps = sum(p.index < progress.step_in_epoch for p in plan)
             bar = tqdm(total=len(plan), initial=done_steps, desc=f"epoch {progress.epoch + 1}/{exp.epochs}",
                        unit="step", leave=False, disable=None)  # fmt: skip
-            for s in plan:
-                if s < progress.step_in_epoch:
+            for spec in plan:
+                if spec.index < progress.step_in_epoch:
                     continue
                 if stop.requested or (exp.max_steps is not None and progress.global_step >= exp.max_steps):
                     _save(mgr, progress, trainable, opt_state, run_dir)
                     bar.close()
                     metrics.close()
                     return progress
-                chunk = roles[s * b : (s + 1) * b]
-                valid = np.arange(b) < len(chunk)
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - len(chunk), axis=0)])
-                batch = {"trial_clips": data.clips[chunk.T.reshape(-1)], "valid": valid}
-                w = loss_weights(exp, s in fires)
-                if w.use_rsa:
-                    batch |= rsa_batch(exp, data, progress.epoch, s)
+                batch, w, n_clips = make_batch(exp, data, spec, progress.epoch)
                 t0 = time.perf_counter()
                 step_key = jax.random.fold_in(key, progress.global_step)
                 trainable, opt_state, out = trainer.step(
@@ -217,20 +296,20 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                 out = {k: float(v) for k, v in out.items()}
                 if not (math.isfinite(out["loss"]) and math.isfinite(out["grad_norm"])):
                     raise TrainingError(
-                        f"non-finite loss or gradient at epoch {progress.epoch} step {s} ({out}); "
+                        f"non-finite loss or gradient at epoch {progress.epoch} step {spec.index} ({out}); "
                         f"the last good checkpoint is in {run_dir / 'checkpoints'}. Lower lr or use float32"
                     )
                 dt = time.perf_counter() - t0
-                n_clips = (3 * b if w.use_triplet else 0) + (exp.rsa_videos if w.use_rsa else 0)
-                n_constraints = (int(valid.sum()) if w.use_triplet else 0) + int(out["rsa_pairs"])
+                n_constraints = (int(batch["valid"].sum()) if w.use_triplet else 0) + int(out["rsa_pairs"])
                 record = {
-                    "step": progress.global_step, "epoch": progress.epoch, "step_in_epoch": s, **out,
-                    "beta": beta, "lr": float(opt_state.hyperparams["learning_rate"]),
-                    "clips_per_s": n_clips / dt, "constraints_per_clip": n_constraints / max(n_clips, 1),
+                    "step": progress.global_step, "epoch": progress.epoch, "step_in_epoch": spec.index, **out,
+                    "beta": beta, "lr": float(opt_state.hyperparams["learning_rate"]), "clips": n_clips,
+                    "constraints": n_constraints, "clips_per_s": n_clips / dt,
+                    "constraints_per_clip": n_constraints / max(n_clips, 1),
                 }  # fmt: skip
                 metrics.write(json.dumps(record) + "\n")
                 progress.global_step += 1
-                progress.step_in_epoch = s + 1
+                progress.step_in_epoch = spec.index + 1
                 bar.set_postfix(loss=f"{out['loss']:.4f}")
                 bar.update(1)
             bar.close()

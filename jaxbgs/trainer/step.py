@@ -48,6 +48,7 @@ class LossWeights:
     alpha: float  # triplet weight (Eq. 4)
     use_triplet: bool
     use_rsa: bool
+    video: bool = False  # video-batched step: one embedding per distinct video, trials index into it
 
 
 def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformation:
@@ -103,6 +104,8 @@ class Trainer:
     def loss(self, trainable, rest, batch, key, beta, w: LossWeights):
         """Eq. 4: alpha * triplet + beta * RSA (terms switched by `w`); returns (total, parts)."""
         parts = {"triplet": jnp.float32(0.0), "rsa": jnp.float32(0.0), "rsa_pairs": jnp.int32(0)}
+        if w.video:
+            return self._video_loss(trainable, rest, batch, key, beta, w, parts)
         total = jnp.float32(0.0)
         if w.use_triplet:
             m = self._model(trainable, rest, jax.random.fold_in(key, 0), train=True)
@@ -126,6 +129,25 @@ class Trainer:
             e = jnp.concatenate([e_grad, e_const])
             parts["rsa"], parts["rsa_pairs"] = losses.rsa_loss_with_count(
                 e, batch["rsa_dist"], batch["rsa_mask"], n_grad=m_grad
+            )
+            total = total + beta * parts["rsa"]
+        return total, parts
+
+    def _video_loss(self, trainable, rest, batch, key, beta, w: LossWeights, parts):
+        """Video-batched: the batch's distinct videos are embedded once (all carry gradients); every
+        judged trial among them indexes into those embeddings, and the RSA term covers all their pairs."""
+        m = self._model(trainable, rest, jax.random.fold_in(key, 0), train=True)
+        clips = batch["clips"]
+        e = self._emb(m, augment(clips, jax.random.fold_in(key, 2)) if self.augment else clips)
+        total = jnp.float32(0.0)
+        if w.use_triplet:
+            parts["triplet"] = losses.triplet_loss(
+                e, batch["a"], batch["p"], batch["n"], margin=self.margin, valid=batch["valid"]
+            )
+            total = total + w.alpha * parts["triplet"]
+        if w.use_rsa:
+            parts["rsa"], parts["rsa_pairs"] = losses.rsa_loss_with_count(
+                e, batch["rsa_dist"], batch["rsa_mask"], n_grad=e.shape[0]
             )
             total = total + beta * parts["rsa"]
         return total, parts
