@@ -98,8 +98,9 @@ TARGET_WEIGHTS = {"appearance": 2.0, "layout": 3.0, "motion": 2.0}
 
 def pretraining_targets(latents: procedural.SceneLatents, frames: int) -> np.ndarray:
     """Appearance (colours, shapes, background, texture, size, brightness), layout and low-level motion,
-    each standardised and weighted (TARGET_WEIGHTS). No interaction type, approach, synchrony,
-    energy or facing label."""
+    each standardised and weighted (TARGET_WEIGHTS). No interaction type, approach or synchrony
+    label. Known leak (issue #4): the heading statistic equals the observers' facing scale (r 0.99)
+    and is to be dropped."""
     layout, motion = kinematics(latents, frames)
     groups = {"appearance": procedural.nuisance_embedding(latents), "layout": layout, "motion": motion}
     z = [w * (groups[k] - groups[k].mean(0)) / (groups[k].std(0) + 1e-6) for k, w in TARGET_WEIGHTS.items()]
