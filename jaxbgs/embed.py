@@ -74,23 +74,17 @@ def load_run(run_dir: str | Path):
 def embed_videos(
     model, arch: str, spec, paths: Sequence[Path], *, batch: int = 8, layers: bool = False
 ) -> dict[str, np.ndarray]:
-    """Decode, shape and embed every video (eval mode, fixed padded batches: one compilation)."""
-    import jax
-    from flax import nnx
+    """Decode, shape and embed every video (eval mode, fixed padded batches: one compilation), through
+    the trainer's own embedding path (same normalisation, compute dtype and layer pooling)."""
+    import optax
 
     from jaxbgs.data import video
     from jaxbgs.trainer.setup import NORMALISATION
-    from jaxbgs.trainer.step import normalise
+    from jaxbgs.trainer.step import Trainer
 
     mean, std = NORMALISATION[arch]
-    model.eval()
-
-    @nnx.jit
-    def forward(m, clips):
-        out = m(normalise(clips, mean, std))
-        if not layers:
-            return out.embedding, None
-        return out.embedding, jax.numpy.stack([h.mean(axis=1) for h in out.hidden_states], axis=1)
+    trainer = Trainer(model, optax.identity(), mean=mean, std=std, margin=0.0, n_grad=1)
+    params = trainer.init_trainable
 
     embs, lays = [], []
     for s in tqdm(range(0, len(paths), batch), desc="embedding", unit="batch", disable=None):
@@ -99,7 +93,8 @@ def embed_videos(
             [video.prepare(video.decode(p, spec.frames, stride=spec.stride), spec) for p in chunk]
         )
         padded = np.concatenate([clips, np.repeat(clips[-1:], batch - len(chunk), axis=0)])
-        e, h = forward(model, padded)
+        out = trainer.embed(params, padded, layers=layers)
+        e, h = out if layers else (out, None)
         embs.append(np.asarray(e, np.float32)[: len(chunk)])
         if layers:
             lays.append(np.asarray(h, np.float32)[: len(chunk)])
