@@ -63,13 +63,14 @@ def _angle(v):
 
 
 def kinematics(latents: procedural.SceneLatents, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Low-level motion statistics, none of them a social label: (layout (n, 8), motion (n, 10)).
+    """Low-level motion statistics, none of them a social label: (layout (n, 8), motion (n, 9)).
 
     Layout: the direction each agent travels and the orientation of the line between them, first and
     last frame (what a camera or a mirror changes). Motion: the agents' distance and how it changes,
     speeds and their difference, turning of the pair's axis, velocity alignment, relative speed,
-    how much each agent's heading points at the other, speed variation."""
-    pos, heading = procedural.trajectories(latents, frames)  # (n, T, agent, xy), (n, T, agent)
+    speed variation. Not the agents' headings: how much each points at the other is the observers'
+    facing scale itself (r 0.99), a social label."""
+    pos, _ = procedural.trajectories(latents, frames)  # (n, T, agent, xy), (n, T, agent)
     off = pos[:, :, 1] - pos[:, :, 0]
     dist = np.linalg.norm(off, axis=-1)
     vel = np.diff(pos, axis=1)
@@ -81,11 +82,10 @@ def kinematics(latents: procedural.SceneLatents, frames: int) -> tuple[np.ndarra
                        np.cos(2 * th0), np.sin(2 * th0), np.cos(2 * th1), np.sin(2 * th1)], 1)  # fmt: skip
     turn = np.abs(np.diff(np.unwrap(_angle(off), axis=1), axis=1))
     align = (va * vb).sum(-1) / (speed[..., 0] * speed[..., 1] + 1e-6)
-    toward = np.stack([_angle(off), _angle(-off)], -1)
     motion = np.stack([
         dist[:, 0], dist[:, -1] - dist[:, 0], dist[:, frames // 2] - dist[:, 0], speed.mean((1, 2)),
         np.abs(speed[..., 0] - speed[..., 1]).mean(1), turn.mean(1), align.mean(1),
-        np.linalg.norm(va - vb, axis=-1).mean(1), np.cos(heading - toward).mean((1, 2)), speed.std(1).mean(1),
+        np.linalg.norm(va - vb, axis=-1).mean(1), speed.std(1).mean(1),
     ], 1)  # fmt: skip
     return layout, motion
 
@@ -99,8 +99,7 @@ TARGET_WEIGHTS = {"appearance": 2.0, "layout": 3.0, "motion": 2.0}
 def pretraining_targets(latents: procedural.SceneLatents, frames: int) -> np.ndarray:
     """Appearance (colours, shapes, background, texture, size, brightness), layout and low-level motion,
     each standardised and weighted (TARGET_WEIGHTS). No interaction type, approach or synchrony
-    label. Known leak (issue #4): the heading statistic equals the observers' facing scale (r 0.99)
-    and is to be dropped."""
+    label, and nothing about where the agents face."""
     layout, motion = kinematics(latents, frames)
     groups = {"appearance": procedural.nuisance_embedding(latents), "layout": layout, "motion": motion}
     z = [w * (groups[k] - groups[k].mean(0)) / (groups[k].std(0) + 1e-6) for k, w in TARGET_WEIGHTS.items()]
@@ -111,7 +110,7 @@ def pretrain(exp: Experiment, cache: Path) -> Path:
     """Pretrain the whole encoder on fresh clips (not the judged ones) to regress appearance and
     kinematics; cached."""
     cfg = encoder_config(exp)
-    settings = {"targets": TARGET_WEIGHTS, "clips": PRETRAIN_CLIPS, "steps": PRETRAIN_STEPS, "version": 2}
+    settings = {"targets": TARGET_WEIGHTS, "clips": PRETRAIN_CLIPS, "steps": PRETRAIN_STEPS, "version": 3}
     key = json.dumps({"cfg": cfg.to_json(), "seed": exp.seed, **settings}, sort_keys=True)
     path = Path(cache) / f"demo-encoder-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (path / core.CONFIG_FILE).is_file():

@@ -9,7 +9,7 @@ from jaxbgs.trainer import demo
 def test_motion_statistics_follow_the_scene():
     z = procedural.sample_latents(200, np.random.default_rng(0))
     layout, motion = demo.kinematics(z, 8)
-    assert layout.shape == (200, 8) and motion.shape == (200, 10)
+    assert layout.shape == (200, 8) and motion.shape == (200, 9)
     change = motion[:, 1]  # last minus first distance between the agents
     strong = np.abs(z.approach) > 0.5
     assert (np.sign(change[strong]) == -np.sign(z.approach[strong])).all()  # approachers end closer
@@ -24,15 +24,16 @@ def test_targets_are_weighted_standardised_groups():
     z = procedural.sample_latents(300, np.random.default_rng(1))
     y = demo.pretraining_targets(z, 8)
     n_app = procedural.nuisance_embedding(z).shape[1]
-    assert y.shape == (300, n_app + 8 + 10) and y.dtype == np.float32
+    assert y.shape == (300, n_app + 8 + 9) and y.dtype == np.float32
     np.testing.assert_allclose(y.mean(0), 0, atol=1e-5)
     w = demo.TARGET_WEIGHTS
     np.testing.assert_allclose(y[:, :n_app].std(0), w["appearance"], rtol=1e-3)
     np.testing.assert_allclose(y[:, n_app : n_app + 8].std(0), w["layout"], rtol=1e-3)
     np.testing.assert_allclose(y[:, n_app + 8 :].std(0), w["motion"], rtol=1e-3)
     social = procedural.social_embedding(z)
-    # No target is an interaction type, approach or synchrony: motion statistics correlate with them
-    # (velocity alignment is high in chases, |r| 0.92) but reproduce none. Known leak, open in issue
-    # #4: the heading statistic (motion column 8) is the facing variable itself (|r| 0.99).
+    # No target is a social variable: motion statistics correlate with them (velocity alignment is
+    # high in chases, |r| 0.92) but reproduce none. Energy (column 7) is exempt: mean speed tracks it
+    # by design, it is what energy looks like.
     r = np.abs(np.corrcoef(y.T, social.T)[: y.shape[1], y.shape[1] :])
-    assert (r[:, :7] < 0.98).all()
+    assert r.shape[1] == 9
+    assert (np.delete(r, 7, axis=1) < 0.98).all(), np.delete(r, 7, axis=1).max(0)
