@@ -79,6 +79,10 @@ class Experiment:
     val_split: str = "video"  # stimulus-disjoint (default) or "judgment"
     val_fraction: float = 0.2
     max_steps: int | None = None  # stop early (smoke tests)
+    # device mesh (jaxbgs.sharding): `--set mesh.data=4 mesh.fsdp=2`; -1 = the remaining devices
+    mesh_data: int = -1
+    mesh_fsdp: int = 1
+    mesh_tensor: int = 1
     augment: bool = False  # random rotation/flip/colour order per batch (the demo's scenes allow it)
     seed: int = 0
     # evaluation
@@ -112,8 +116,20 @@ class Experiment:
             )
         if self.mode == "video" and self.video_batch < 3:
             raise InputError("video_batch must be >= 3 (a trial needs 3 videos)", where=f"--exp {self.name}")
+        mesh = (self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
+        if any(m == 0 or m < -1 for m in mesh) or mesh.count(-1) > 1:
+            raise InputError(
+                f"mesh (data, fsdp, tensor) = {mesh}", where=f"--exp {self.name}",
+                fix="give sizes >= 1, at most one of them -1 (the remaining devices)",
+            )  # fmt: skip
         if not 0 < self.val_fraction < 1:
             raise InputError("val_fraction must be in (0, 1)", where=f"--exp {self.name}")
+
+    @property
+    def mesh(self):
+        from jaxbgs.sharding import MeshConfig
+
+        return MeshConfig(self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
 
     @property
     def run_dir(self) -> str:
@@ -158,6 +174,7 @@ def _coerce(name: str, hint, value, parse: bool):
 def override(exp: Experiment, sets: dict, *, parse: bool = True) -> Experiment:
     """Apply key=value overrides; unknown keys and ill-typed values are errors."""
     hints = typing.get_type_hints(Experiment)
+    sets = {k.replace(".", "_"): v for k, v in sets.items()}  # mesh.data -> mesh_data
     unknown = sorted(set(sets) - set(hints))
     if unknown:
         raise InputError(

@@ -73,11 +73,24 @@ def peft_uniform_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+def default_axes(group: str | None, d_in: int, d_out: int) -> tuple[str | None, str | None]:
+    """Logical names of a (d_in, d_out) kernel: Megatron's column/row split, by role."""
+    if group == "qkv":
+        return ("embed", "heads")
+    if group in ("out", "temporal_dense"):
+        return ("heads", "embed")
+    if group == "mlp":
+        return ("embed", "mlp") if d_out >= d_in else ("mlp", "embed")
+    return ("embed", None)  # heads, poolers, projections: small, replicated across `tensor`
+
+
 class Dense(nnx.Module):
     """`y = x @ kernel + bias`, plus a LoRA branch when the layer's group is targeted.
 
     Kernels are (in, out): a PyTorch Linear weight transposed. Compute happens in `dtype` (None keeps
-    the input dtype) while parameters stay in their stored dtype.
+    the input dtype) while parameters stay in their stored dtype. `axes` names the kernel's
+    dimensions for `jaxbgs.sharding` (default from the group: projections into heads or the MLP are
+    ("embed", "heads"/"mlp"), projections back are the reverse).
     """
 
     def __init__(
@@ -90,17 +103,22 @@ class Dense(nnx.Module):
         lora: LoRAConfig | None = None,
         trainable: bool = False,
         dtype=None,
+        axes: tuple[str | None, str | None] | None = None,
         rngs: nnx.Rngs,
     ):
         kind = TrainableParam if trainable else nnx.Param
-        self.kernel = kind(nnx.initializers.lecun_normal()(rngs.params(), (in_features, out_features)))
-        self.bias = kind(jnp.zeros((out_features,))) if use_bias else None
+        a_in, a_out = axes or default_axes(group, in_features, out_features)
+        init = nnx.initializers.lecun_normal()(rngs.params(), (in_features, out_features))
+        self.kernel = kind(init, axes=(a_in, a_out))
+        self.bias = kind(jnp.zeros((out_features,)), axes=(a_out,)) if use_bias else None
         self.dtype = dtype
         self.merged = False
         self.scale = 0.0
         if lora is not None and group in lora.targets:
-            self.lora_a = LoRAParam(peft_uniform_init(rngs.params(), (in_features, lora.rank)))
-            self.lora_b = LoRAParam(jnp.zeros((lora.rank, out_features)))
+            self.lora_a = LoRAParam(
+                peft_uniform_init(rngs.params(), (in_features, lora.rank)), axes=(a_in, "lora")
+            )
+            self.lora_b = LoRAParam(jnp.zeros((lora.rank, out_features)), axes=("lora", a_out))
             self.scale = lora.scale
             self.lora_dropout = nnx.Dropout(lora.dropout, rngs=rngs) if lora.dropout > 0 else None
         else:

@@ -4,6 +4,12 @@
     python -m jaxbgs.train --exp vjepa --data DIR --videos DIR --weights PATH [--set key=value ...]
     python -m jaxbgs.train --exp vjepa --out runs/vjepa --resume
     python -m jaxbgs.train --list
+    python -m jaxbgs.train --exp vjepa ... --set mesh.data=4 --set mesh.fsdp=2      # one node, 8 GPUs
+    python -m jaxbgs.train --exp vjepa ... --coordinator HOST:PORT --num-processes N --process-id I
+
+Several hosts: start the same command on each (or under SLURM / Open MPI, which JAX detects);
+every process reads its own rows of each batch, checkpoints are written from all of them, logs
+and files from process 0.
 
 The run directory holds config.json, metrics.jsonl, checkpoints/, best/, results.json and export/
 (a jaxbgs Flax checkpoint and its PyTorch export). SIGTERM or Ctrl-C saves a checkpoint and exits;
@@ -18,9 +24,11 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
 import experiments
+from jaxbgs import sharding
 from jaxbgs.errors import InputError
 
 
@@ -36,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
     )
+    p.add_argument("--coordinator", help="multi-host: address:port of process 0 (or JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=int, help="multi-host: process count (or JAX_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, help="multi-host: this process's index (or JAX_PROCESS_ID)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -90,7 +101,7 @@ def prepare(exp: experiments.Experiment):
     mean, std = setup.NORMALISATION[exp.arch]
     trainer = Trainer(
         model, make_optimizer(exp.lr, exp.weight_decay), mean=mean, std=std, margin=exp.margin,
-        n_grad=exp.rsa_grad_videos, augment=exp.augment,
+        n_grad=exp.rsa_grad_videos, augment=exp.augment, mesh=sharding.make_mesh(exp.mesh),
     )  # fmt: skip
     return data, model, meta, trainer
 
@@ -106,32 +117,39 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
             "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
         )
     data, model, meta, trainer = prepare(exp)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
-    print(f"{exp.name}: {lora.summary(model)}")
-    print(
+    main = sharding.is_main_process()
+    log = print if main else (lambda *a, **k: None)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
+    log(f"{exp.name}: {lora.summary(model)}")
+    mesh = trainer.mesh
+    log(f"mesh {dict(mesh.shape)} over {mesh.devices.size} device(s), {jax.process_count()} process(es)")
+    log(
         f"train {len(data.train_ids)} videos / {len(data.train)} trials, val {len(data.val_ids)} / "
         f"{len(data.val)}, test {len(data.test_ids)} / {len(data.test)}"
     )
     progress = loop.fit(exp, trainer, data, run_dir, resume=resume)
     if not progress.done:
-        print(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")
+        log(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")
         return {"stopped_at_step": progress.global_step}
     from jaxbgs.trainer import evaluate
 
     best = loop.load_best(run_dir, trainer)
     res = evaluate.results(trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed)
     res |= {"best_epoch": progress.best_epoch, "best_val": progress.best, "epochs_run": progress.epoch}
-    res |= export(trainer, best, meta, run_dir)
-    write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
+    merged = trainer.merged_model(best)  # collective: gathers parameters split across hosts
+    if main:
+        res |= export(merged, meta, run_dir)
+        write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
     return res
 
 
-def export(trainer, trainable, meta, run_dir: Path) -> dict:
+def export(model, meta, run_dir: Path) -> dict:
     """The best model as a jaxbgs Flax checkpoint, and in PyTorch when torch is installed."""
     from checkpoints_convert import convert, core
 
-    flax_dir = core.save(trainer.merged_model(trainable), run_dir / "export" / "flax", meta)
+    flax_dir = core.save(model, run_dir / "export" / "flax", meta)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -151,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print_list()
         return 0
     try:
+        sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         exp = resolve(args)
         res = run(exp, resume=args.resume)
     except InputError as e:

@@ -13,6 +13,7 @@ from flax import nnx, struct
 
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, TrainableParam
+from jaxbgs.sharding import constrain
 
 REMAT_POLICIES = {
     "none": None,
@@ -206,6 +207,7 @@ def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = Fals
             x, a = block(x, output_attentions=output_attentions, **kw)
         else:
             x, a = _remat_call(block, x, policy, kw), None
+        x = constrain(x, ("batch",) + (None,) * (x.ndim - 1))
         hidden.append(x)
         attns.append(a)
     return x, tuple(hidden), (tuple(attns) if output_attentions else None)
@@ -239,8 +241,9 @@ class PatchEmbed(nnx.Module):
     def __init__(self, channels, dim, *, patch, tubelet=None, use_bias=True, dtype=None, rngs: nnx.Rngs):
         self.patch, self.tubelet = patch, tubelet
         shape = ((tubelet,) if tubelet else ()) + (patch, patch, channels, dim)
-        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape))
-        self.bias = nnx.Param(jnp.zeros((dim,))) if use_bias else None
+        names = (None,) * (len(shape) - 1) + ("embed",)
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape), axes=names)
+        self.bias = nnx.Param(jnp.zeros((dim,)), axes=("embed",)) if use_bias else None
         self.dtype = dtype
 
     def __call__(self, x):

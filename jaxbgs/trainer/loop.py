@@ -11,21 +11,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
 
+import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from experiments import Experiment
-from jaxbgs import losses
+from jaxbgs import losses, sharding
 from jaxbgs.errors import InputError
 from jaxbgs.eval.rsa import rsa, similarity_matrix
-from jaxbgs.files import atomic_path, write_text_atomic
+from jaxbgs.files import write_text_atomic
 from jaxbgs.trainer.setup import RunData
 from jaxbgs.trainer.step import LossWeights, Trainer
 
@@ -85,10 +86,10 @@ def loss_weights(exp: Experiment, fire: bool) -> LossWeights:
     )  # hybrid, distill
 
 
-def rsa_batch(exp: Experiment, data: RunData, epoch: int, step: int) -> dict:
+def rsa_batch(exp: Experiment, data: RunData, epoch: int, step: int, *, clip_ids: bool = False) -> dict:
     rng = np.random.default_rng([exp.seed, epoch, step, 11])
     ids = rng.choice(data.train_ids, size=min(exp.rsa_videos, len(data.train_ids)), replace=False)
-    return {"rsa_clips": data.clips[ids], **_human_block(data, ids)}
+    return {"rsa_clips": ids if clip_ids else data.clips[ids], **_human_block(data, ids)}
 
 
 def _human_block(data: RunData, ids: np.ndarray) -> dict:
@@ -159,15 +160,22 @@ def _bucket(n: int, quantum: int = 16) -> int:
     return max(quantum, -(-n // quantum) * quantum)
 
 
-def make_batch(exp: Experiment, data: RunData, spec: StepSpec, epoch: int) -> tuple[dict, LossWeights, int]:
-    """(device-ready batch, loss switches, clip forward passes) for one step."""
+CLIP_KEYS = ("clips", "trial_clips", "rsa_clips")
+
+
+def make_batch(
+    exp: Experiment, data: RunData, spec: StepSpec, epoch: int, *, clip_ids: bool = False
+) -> tuple[dict, LossWeights, int]:
+    """(host batch, loss switches, clip forward passes) for one step. With `clip_ids` the clip
+    entries (CLIP_KEYS) hold video ids, for the pipeline to read only this process's rows."""
+    clips = (lambda ids: ids) if clip_ids else (lambda ids: data.clips[ids])
     w = loss_weights(exp, spec.rsa)
     if spec.videos is not None:
         r = len(spec.roles)
         pad = _bucket(r)
         roles = np.concatenate([spec.roles, np.zeros((pad - r, 3), np.int64)]).astype(np.int32)
         batch = {
-            "clips": data.clips[spec.videos], "a": roles[:, 0], "p": roles[:, 1], "n": roles[:, 2],
+            "clips": clips(spec.videos), "a": roles[:, 0], "p": roles[:, 1], "n": roles[:, 2],
             "valid": np.arange(pad) < r, **_human_block(data, spec.videos),
         }  # fmt: skip
         return batch, w, len(spec.videos)
@@ -175,10 +183,24 @@ def make_batch(exp: Experiment, data: RunData, spec: StepSpec, epoch: int) -> tu
     chunk = spec.roles
     valid = np.arange(b) < len(chunk)
     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - len(chunk), axis=0)])
-    batch = {"trial_clips": data.clips[chunk.T.reshape(-1)], "valid": valid}
+    batch = {"trial_clips": clips(chunk.T.reshape(-1)), "valid": valid}
     if w.use_rsa:
-        batch |= rsa_batch(exp, data, epoch, spec.index)
+        batch |= rsa_batch(exp, data, epoch, spec.index, clip_ids=clip_ids)
     return batch, w, (3 * b if w.use_triplet else 0) + (exp.rsa_videos if w.use_rsa else 0)
+
+
+def host_batches(exp: Experiment, data: RunData, plan: list[StepSpec], epoch: int, mesh):
+    """The epoch's remaining steps as a grain pipeline: each batch assembled (and this process's
+    rows of its clips read from the uint8 cache) by worker threads while the device runs the
+    previous step. Order is the plan's, so a resumed epoch replays the same batches."""
+
+    def load(spec: StepSpec):
+        batch, w, n_clips = make_batch(exp, data, spec, epoch, clip_ids=True)
+        sources = {k: data.clips for k in CLIP_KEYS if k in batch}
+        return spec, sharding.local_batch(batch, mesh, sources), w, n_clips
+
+    options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
+    return iter(grain.MapDataset.source(plan).map(load).to_iter_dataset(options))
 
 
 def embed_all(
@@ -223,10 +245,10 @@ class _Stop:
             signal.signal(s, h)
 
 
-def _ckpt_manager(run_dir: Path) -> ocp.CheckpointManager:
+def _ckpt_manager(run_dir: Path, name: str = "checkpoints", keep: int = 2) -> ocp.CheckpointManager:
+    """Orbax managers save from every process (sharded arrays) and finalise atomically."""
     return ocp.CheckpointManager(
-        (run_dir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+        (run_dir / name).absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     )
 
 
@@ -235,15 +257,17 @@ def _save(mgr, progress: Progress, trainable, opt_state, run_dir: Path, *, best:
         state = {"trainable": trainable, "opt_state": opt_state}
         mgr.save(progress.global_step, args=ocp.args.StandardSave(state), force=True)
         mgr.wait_until_finished()
-    write_text_atomic(run_dir / "progress.json", json.dumps(progress.to_json(), indent=2) + "\n")
-    if best:
-        with atomic_path(run_dir / "best", directory=True) as tmp, ocp.StandardCheckpointer() as ckpt:
-            ckpt.save(tmp.absolute() / "state", trainable)
-            ckpt.wait_until_finished()
+    if sharding.is_main_process():
+        write_text_atomic(run_dir / "progress.json", json.dumps(progress.to_json(), indent=2) + "\n")
+    if best:  # the new best is finalised before the old one is deleted
+        best_mgr = _ckpt_manager(run_dir, "best", keep=1)
+        best_mgr.save(progress.global_step, args=ocp.args.StandardSave(trainable), force=True)
+        best_mgr.wait_until_finished()
 
 
 def restore(run_dir: Path, trainer: Trainer):
-    """(trainable, opt_state, progress) from the latest checkpoint of `run_dir`."""
+    """(trainable, opt_state, progress) from the latest checkpoint of `run_dir`, placed on the
+    trainer's mesh (which may differ from the mesh that wrote it)."""
     mgr = _ckpt_manager(run_dir)
     step = mgr.latest_step()
     if step is None or not (run_dir / "progress.json").is_file():
@@ -256,8 +280,12 @@ def restore(run_dir: Path, trainer: Trainer):
 
 def load_best(run_dir: Path, trainer: Trainer):
     trainable, _ = trainer.init()
-    with ocp.StandardCheckpointer() as ckpt:
-        return ckpt.restore((run_dir / "best" / "state").absolute(), trainable)
+    mgr = _ckpt_manager(run_dir, "best", keep=1)
+    if mgr.latest_step() is None:
+        raise InputError(
+            "no best checkpoint", file=run_dir / "best", fix="train the run to its first epoch end"
+        )
+    return mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore(trainable))
 
 
 def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resume: bool = False) -> Progress:
@@ -271,28 +299,28 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
         trainable, opt_state = trainer.init()
         progress = Progress()
     key = jax.random.key(exp.seed)
-    metrics = (run_dir / "metrics.jsonl").open("a")
+    main = sharding.is_main_process()  # logs and progress from process 0; checkpoints from all
+    metrics = (run_dir / "metrics.jsonl").open("a") if main else open(os.devnull, "w")
     with _Stop() as stop:
         while progress.epoch < exp.epochs:
             plan = epoch_plan(exp, data, progress.epoch)
             beta = beta_at(exp, progress.epoch)
             done_steps = sum(p.index < progress.step_in_epoch for p in plan)
             bar = tqdm(total=len(plan), initial=done_steps, desc=f"epoch {progress.epoch + 1}/{exp.epochs}",
-                       unit="step", leave=False, disable=None)  # fmt: skip
-            for spec in plan:
-                if spec.index < progress.step_in_epoch:
-                    continue
+                       unit="step", leave=False, disable=None if main else True)  # fmt: skip
+            todo = [p for p in plan if p.index >= progress.step_in_epoch]
+            batches = host_batches(exp, data, todo, progress.epoch, trainer.mesh)
+            t_wait = time.perf_counter()
+            for spec, batch, w, n_clips in batches:
+                t0 = time.perf_counter()
+                input_wait = t0 - t_wait  # the device idled this long for input (stall, if large)
                 if stop.requested or (exp.max_steps is not None and progress.global_step >= exp.max_steps):
                     _save(mgr, progress, trainable, opt_state, run_dir)
                     bar.close()
                     metrics.close()
                     return progress
-                batch, w, n_clips = make_batch(exp, data, spec, progress.epoch)
-                t0 = time.perf_counter()
                 step_key = jax.random.fold_in(key, progress.global_step)
-                trainable, opt_state, out = trainer.step(
-                    trainable, opt_state, batch, step_key, jnp.float32(beta), w
-                )
+                trainable, opt_state, out = trainer.step(trainable, opt_state, batch, step_key, beta, w)
                 out = {k: float(v) for k, v in out.items()}
                 if not (math.isfinite(out["loss"]) and math.isfinite(out["grad_norm"])):
                     raise TrainingError(
@@ -300,18 +328,19 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                         f"the last good checkpoint is in {run_dir / 'checkpoints'}. Lower lr or use float32"
                     )
                 dt = time.perf_counter() - t0
-                n_constraints = (int(batch["valid"].sum()) if w.use_triplet else 0) + int(out["rsa_pairs"])
+                n_constraints = (len(spec.roles) if w.use_triplet else 0) + int(out["rsa_pairs"])
                 record = {
                     "step": progress.global_step, "epoch": progress.epoch, "step_in_epoch": spec.index, **out,
                     "beta": beta, "lr": float(opt_state.hyperparams["learning_rate"]), "clips": n_clips,
                     "constraints": n_constraints, "clips_per_s": n_clips / dt,
-                    "constraints_per_clip": n_constraints / max(n_clips, 1),
+                    "constraints_per_clip": n_constraints / max(n_clips, 1), "input_wait_s": input_wait,
                 }  # fmt: skip
                 metrics.write(json.dumps(record) + "\n")
                 progress.global_step += 1
                 progress.step_in_epoch = spec.index + 1
                 bar.set_postfix(loss=f"{out['loss']:.4f}")
                 bar.update(1)
+                t_wait = time.perf_counter()
             bar.close()
             val = validate(exp, trainer, trainable, data)
             score = val["val_r2"] if exp.select_on == "r2" else val["val_rho"]
@@ -327,7 +356,10 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                     progress.plateau_bad = 0
             metrics.write(json.dumps({"epoch": progress.epoch, **val, "best": progress.best}) + "\n")
             metrics.flush()
-            tqdm.write(f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f} (best {progress.best:.4f})")
+            if main:
+                tqdm.write(
+                    f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f} (best {progress.best:.4f})"
+                )
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.done = progress.bad_epochs >= exp.patience or progress.epoch >= exp.epochs

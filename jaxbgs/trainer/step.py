@@ -1,5 +1,5 @@
 """The pure train step: split the trainable state once, merge inside the loss, `jax.value_and_grad`,
-`jax.jit` with the trainable state and optimizer state donated.
+`jax.jit` with explicit in/out shardings over the mesh and the trainable and optimizer state donated.
 
 Two compiled variants share one body: with and without the RSA term (the RSA step embeds 24 more
 clips, so it is not paid on the other steps). The `M` gradient-carrying RSA clips and the `K - M`
@@ -14,10 +14,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from jaxbgs import losses
+from jaxbgs import losses, sharding
 from jaxbgs.lora import Trainable
 
 
@@ -57,24 +58,50 @@ def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformati
 
 
 class Trainer:
-    """Binds the static parts (graph, frozen weights, optimizer, normalisation) outside the jitted step."""
+    """Binds the static parts (graph, frozen weights, optimizer, normalisation, mesh) outside the
+    jitted step. Every array it hands out is placed on `mesh` (default: all devices, data parallel)
+    by `jaxbgs.sharding`'s rules; the same code runs on one device, a node or several hosts."""
 
     def __init__(
-        self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False
-    ):
+        self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False,
+        mesh=None,
+    ):  # fmt: skip
         self.augment = augment
-        self.graphdef, trainable, self.rest = nnx.split(model, Trainable, ...)
+        self.mesh = mesh if mesh is not None else sharding.make_mesh()
+        self.graphdef, trainable, rest = nnx.split(model, Trainable, ...)
+        self.shardings = sharding.state_shardings(trainable, self.mesh)
+        self.rest_shardings = sharding.state_shardings(rest, self.mesh)
+        self.rest = jax.device_put(rest, self.rest_shardings)
+        self.init_trainable = jax.device_put(trainable, self.shardings)
         self.optimizer = optimizer
+        opt_shape = jax.eval_shape(optimizer.init, trainable)
+        self.opt_shardings = sharding.optimizer_shardings(opt_shape, trainable, self.shardings, self.mesh)
+        self.replicated = sharding.replicated(self.mesh)
         self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
         self.dtype = model.cfg.compute_dtype
-        self.init_trainable = trainable
         self._steps = {}
-        self._embed = jax.jit(self._embed_eval)
 
     def init(self):
         """Fresh copies (the step donates its inputs; the initial adapters must survive as 'pretrained')."""
-        trainable = jax.tree.map(jnp.array, self.init_trainable)
-        return trainable, self.optimizer.init(trainable)
+        trainable = jax.device_put(jax.tree.map(jnp.copy, self.init_trainable), self.shardings)
+        with jax.set_mesh(self.mesh):
+            opt_state = jax.jit(self.optimizer.init, out_shardings=self.opt_shardings)(trainable)
+        return trainable, opt_state
+
+    def place(self, batch: dict) -> dict:
+        """A host batch (numpy arrays, or `sharding.local_batch` output) -> global arrays."""
+        if all(isinstance(v, jax.Array) for v in batch.values()):
+            return batch
+        if not all(isinstance(v, tuple) for v in batch.values()):
+            batch = sharding.local_batch(batch, self.mesh)
+        return sharding.global_batch(batch, self.mesh)
+
+    def _scalars(self, key, beta):
+        """The step's key (as raw key data) and beta, replicated on every process."""
+        data = np.asarray(jax.random.key_data(key))
+        return tuple(
+            jax.make_array_from_process_local_data(self.replicated, x) for x in (data, np.float32(beta))
+        )
 
     def _model(self, trainable, rest, key=None, *, train: bool):
         m = nnx.merge(self.graphdef, trainable, rest, copy=True)  # fresh variables at this trace level
@@ -86,20 +113,26 @@ class Trainer:
     def _emb(self, m, clips):
         return m(normalise(clips, self.mean, self.std, self.dtype)).embedding.astype(jnp.float32)
 
-    def _embed_eval(self, trainable, rest, clips):
-        return self._emb(self._model(trainable, rest, train=False), clips)
-
-    def _embed_layers(self, trainable, rest, clips):
+    def _embed_eval(self, trainable, rest, clips, layers: bool):
         out = self._model(trainable, rest, train=False)(normalise(clips, self.mean, self.std, self.dtype))
+        emb = out.embedding.astype(jnp.float32)
+        if not layers:
+            return emb
         pooled = [h.astype(jnp.float32).mean(axis=1) for h in out.hidden_states]
-        return out.embedding.astype(jnp.float32), jnp.stack(pooled, axis=1)
+        return emb, jnp.stack(pooled, axis=1)
 
     def embed(self, trainable, clips, *, layers: bool = False):
-        if layers:
-            if "layers" not in self._steps:
-                self._steps["layers"] = jax.jit(self._embed_layers)
-            return self._steps["layers"](trainable, self.rest, clips)
-        return self._embed(trainable, self.rest, clips)
+        """Eval-mode clip embeddings (and per-layer mean-pooled states), replicated on every process."""
+        clips = self.place({"clips": clips})["clips"]
+        key = ("embed", layers, clips.shape, clips.sharding)
+        if key not in self._steps:
+            self._steps[key] = jax.jit(
+                functools.partial(self._embed_eval, layers=layers),
+                in_shardings=(self.shardings, self.rest_shardings, clips.sharding),
+                out_shardings=self.replicated,
+            )
+        with jax.set_mesh(self.mesh):
+            return self._steps[key](trainable, self.rest, clips)
 
     def loss(self, trainable, rest, batch, key, beta, w: LossWeights):
         """Eq. 4: alpha * triplet + beta * RSA (terms switched by `w`); returns (total, parts)."""
@@ -152,8 +185,9 @@ class Trainer:
             total = total + beta * parts["rsa"]
         return total, parts
 
-    def _step(self, trainable, opt_state, rest, batch, key, beta, w: LossWeights):
+    def _step(self, trainable, opt_state, rest, batch, key_data, beta, w: LossWeights):
         """Frozen weights (`rest`) are an argument, not constants baked into the program."""
+        key = jax.random.wrap_key_data(key_data)
         loss = jax.value_and_grad(self.loss, has_aux=True)
         (total, parts), grads = loss(trainable, rest, batch, key, beta, w)
         updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
@@ -161,9 +195,29 @@ class Trainer:
         return trainable, opt_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **parts}
 
     def step(self, trainable, opt_state, batch, key, beta, w: LossWeights):
-        if w not in self._steps:
-            self._steps[w] = jax.jit(functools.partial(self._step, w=w), donate_argnums=(0, 1))
-        return self._steps[w](trainable, opt_state, self.rest, batch, key, beta)
+        """One update. `batch`: host arrays, `sharding.local_batch` output, or global arrays."""
+        batch = self.place(batch)
+        batch_shardings = {k: v.sharding for k, v in batch.items()}
+        sig = (w, tuple((k, v.shape, v.sharding) for k, v in sorted(batch.items())))
+        if sig not in self._steps:
+            rep = self.replicated
+            self._steps[sig] = jax.jit(
+                functools.partial(self._step, w=w),
+                in_shardings=(
+                    self.shardings,
+                    self.opt_shardings,
+                    self.rest_shardings,
+                    batch_shardings,
+                    rep,
+                    rep,
+                ),
+                out_shardings=(self.shardings, self.opt_shardings, rep),
+                donate_argnums=(0, 1),
+            )
+        with jax.set_mesh(self.mesh):
+            return self._steps[sig](trainable, opt_state, self.rest, batch, *self._scalars(key, beta))
 
     def merged_model(self, trainable) -> nnx.Module:
-        return nnx.merge(self.graphdef, trainable, self.rest)
+        """The full model on this host (what export and analysis want), whatever the mesh."""
+        local = jax.tree.map(jnp.asarray, sharding.to_host((trainable, self.rest)))
+        return nnx.merge(self.graphdef, *local)
