@@ -62,6 +62,9 @@ def main() -> None:
     p.add_argument("--every", type=int, default=1000, help="validate every this many clip forward passes")
     p.add_argument("--video-batch", type=int, default=32)
     p.add_argument("--epochs", type=int, help="triplet-mode epochs (default: the demo's)")
+    p.add_argument("--video-lr", type=float, help="video mode's learning rate (default: the demo's)")
+    p.add_argument("--target", type=float, help="skip the triplet run: this validation R^2 is the target")
+    p.add_argument("--target-clips", type=int, help="with --target: clips triplet mode needed to reach it")
     p.add_argument("--json", help="write the curves and the ratio here")
     args = p.parse_args()
 
@@ -73,24 +76,32 @@ def main() -> None:
     budget = sum(loop.make_batch(triplet_exp, data, s, e)[2] for e in range(base.epochs)
                  for s in loop.epoch_plan(triplet_exp, data, e))  # fmt: skip
     print(f"triplet mode: {base.epochs} epochs = {budget} clip forward passes")
-    tri = train_curve(triplet_exp, data, trainer, every=args.every, budget=budget)
-    best = max(tri, key=lambda r: r["val_r2"])
+    if args.target is not None:
+        tri, best = [], {"val_r2": args.target, "clips": args.target_clips or budget}
+    else:
+        tri = train_curve(triplet_exp, data, trainer, every=args.every, budget=budget)
+        best = max(tri, key=lambda r: r["val_r2"])
     target = best["val_r2"]
     print(f"target: val R^2 {target:.4f}, reached by triplet mode after {best['clips']} clips")
-    video_exp = dataclasses.replace(base, mode="video", video_batch=args.video_batch)
-    vid = train_curve(video_exp, data, trainer, every=args.every, budget=budget, target=target)
+    video_exp = dataclasses.replace(
+        base, mode="video", video_batch=args.video_batch, lr=args.video_lr or base.lr
+    )
+    if video_exp.lr != base.lr:
+        trainer = prepare(video_exp)[3]  # same encoder and initial adapters, the video mode's optimiser
+    vid = train_curve(video_exp, data, trainer, every=args.every, budget=best["clips"], target=target)
     hit = next((r for r in vid if r["val_r2"] >= target), None)
     result = {
         "target_val_r2": target, "triplet_clips": best["clips"],
         "video_clips": hit["clips"] if hit else None,
         "ratio": best["clips"] / hit["clips"] if hit else None,
-        "video_batch": args.video_batch, "every": args.every, "device": jax.devices()[0].device_kind,
+        "video_batch": args.video_batch, "video_lr": video_exp.lr, "lr": base.lr, "every": args.every,
+        "device": jax.devices()[0].device_kind,
         "curves": {"triplet": tri, "video": vid},
     }  # fmt: skip
     if hit:
         print(f"video mode reached {target:.4f} after {hit['clips']} clips: {result['ratio']:.1f}x fewer")
     else:
-        print(f"video mode did not reach {target:.4f} within {budget} clips")
+        print(f"video mode did not reach {target:.4f} within {best['clips']} clips")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
