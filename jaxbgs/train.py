@@ -82,19 +82,27 @@ def distill_targets(exp: experiments.Experiment, data):
     return dataclasses.replace(data, train=train, train_matrix=matrix)
 
 
+def base_weights(exp: experiments.Experiment):
+    """Where the backbone comes from: `exp.weights`, or the demo's encoder (pretrained once, cached)."""
+    if exp.name == "demo":
+        from jaxbgs.trainer import demo
+
+        return demo.pretrain(exp, Path(exp.cache))
+    return exp.weights
+
+
 def prepare(exp: experiments.Experiment):
     """(data, model, meta, trainer) for `exp`: what both training and re-scoring a run need."""
     from jaxbgs.trainer import setup
     from jaxbgs.trainer.step import Trainer, make_optimizer
 
-    weights = exp.weights
     if exp.name == "demo":
         from jaxbgs.trainer import demo
 
         data, _ = demo.demo_data(exp)
-        weights = demo.pretrain(exp, Path(exp.cache))
     else:
         data = setup.load_real_data(exp)
+    weights = base_weights(exp)
     if exp.loss == "distill":
         data = distill_targets(exp, data)
     model, meta = setup.build_model(exp, weights)
@@ -108,7 +116,7 @@ def prepare(exp: experiments.Experiment):
 
 def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     from jaxbgs import lora
-    from jaxbgs.files import write_text_atomic
+    from jaxbgs.files import atomic_path, write_text_atomic
     from jaxbgs.trainer import loop
 
     run_dir = Path(exp.run_dir)
@@ -136,11 +144,21 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     from jaxbgs.trainer import evaluate
 
     best = loop.load_best(run_dir, trainer)
-    res = evaluate.results(trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed)
+    emb: dict = {}
+    res = evaluate.results(
+        trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed, keep=emb
+    )
     res |= {"best_epoch": progress.best_epoch, "best_val": progress.best, "epochs_run": progress.epoch}
     merged = trainer.merged_model(best)  # collective: gathers parameters split across hosts
     if main:
         res |= export(merged, meta, run_dir)
+        weights = base_weights(exp)
+        res["base_weights"] = str(weights) if weights is not None else None
+        emb |= {"test_items": data.test.items, "test_odd": data.test.odd}
+        if data.captions:  # one caption per test video, for tables a person reads
+            emb["captions"] = np.array([data.captions.get(int(i), [""])[0] for i in emb["ids"]])
+        with atomic_path(run_dir / "embeddings.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **emb)  # test videos: ids, pretrained / finetuned (final, per layer), trials
         write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
     return res
 

@@ -15,7 +15,10 @@ import pytest
 
 import experiments
 from jaxbgs import train
+from jaxbgs.data.judgments import Trials
+from jaxbgs.data.matrices import pair_matrix
 from jaxbgs.errors import InputError
+from jaxbgs.eval.rsa import rsa, similarity_matrix
 from jaxbgs.trainer.loop import TrainingError
 
 VIDEO_EXPERIMENTS = [n for n in sorted(experiments.EXPERIMENTS) if n != "demo"]
@@ -39,6 +42,16 @@ def test_full_run_writes_results_and_exports(tiny_exp):
     assert all(k in res for k in keys)
     assert len(res["layer_r2_finetuned"]) == 3  # embeddings + 2 blocks
     assert json.load(open(f"{exp.run_dir}/results.json"))["test_r2_finetuned"] == res["test_r2_finetuned"]
+    assert res["base_weights"] == exp.weights
+    # The embeddings behind the scores, for notebooks: re-scoring them gives the same R^2.
+    emb = np.load(f"{exp.run_dir}/embeddings.npz")
+    n = len(emb["ids"])
+    assert emb["pretrained"].shape[0] == emb["finetuned"].shape[0] == n
+    assert emb["layers_finetuned"].shape[:2] == (n, 3) and emb["test_items"].shape[1] == 3
+    human = pair_matrix(Trials(emb["test_items"], emb["test_odd"]), emb["ids"])
+    assert rsa(similarity_matrix(emb["finetuned"]), human).r2 == pytest.approx(
+        res["test_r2_finetuned"], abs=1e-9
+    )
     from transformers import AutoModel
 
     AutoModel.from_pretrained(res["export_torch"])  # the fine-tuned weights back in PyTorch

@@ -14,9 +14,12 @@ from jaxbgs.trainer.setup import RunData
 from jaxbgs.trainer.step import Trainer
 
 
-def score(trainer: Trainer, trainable, data: RunData, *, n_boot: int, seed: int = 0) -> dict:
+def score(trainer: Trainer, trainable, data: RunData, *, n_boot: int, seed: int = 0, keep=None) -> dict:
+    """The paper's test scores; `keep` (a dict), if given, receives the embeddings they came from."""
     human = data.test_matrix
     emb, layers = embed_all(trainer, trainable, data.clips, human.ids, layers=True)
+    if keep is not None:
+        keep.update(ids=np.asarray(human.ids), embedding=emb, layers=layers)
     result = rsa(similarity_matrix(emb), human, n_boot=n_boot, seed=seed)
     ooo = ooo_accuracy(similarity_matrix(emb), human.ids, data.test)
     layer_r2 = [rsa(similarity_matrix(layers[:, i]), human).r2 for i in range(layers.shape[1])]
@@ -31,10 +34,18 @@ def score(trainer: Trainer, trainable, data: RunData, *, n_boot: int, seed: int 
     }
 
 
-def results(trainer: Trainer, pretrained, finetuned, data: RunData, *, n_boot: int, seed: int = 0) -> dict:
-    """Pretrained (adapters at zero) vs fine-tuned, on the same test videos, with the ceiling."""
-    before = score(trainer, pretrained, data, n_boot=n_boot, seed=seed)
-    after = score(trainer, finetuned, data, n_boot=n_boot, seed=seed)
+def results(
+    trainer: Trainer, pretrained, finetuned, data: RunData, *, n_boot: int, seed: int = 0, keep=None
+) -> dict:
+    """Pretrained (adapters at zero) vs fine-tuned, on the same test videos, with the ceiling.
+    `keep` (a dict), if given, receives both models' test embeddings (final and per layer), which
+    runs save as embeddings.npz for the notebooks."""
+    k_before, k_after = {}, {}
+    before = score(trainer, pretrained, data, n_boot=n_boot, seed=seed, keep=k_before)
+    after = score(trainer, finetuned, data, n_boot=n_boot, seed=seed, keep=k_after)
+    if keep is not None:
+        keep.update(ids=k_before["ids"], pretrained=k_before["embedding"], finetuned=k_after["embedding"],
+                    layers_pretrained=k_before["layers"], layers_finetuned=k_after["layers"])  # fmt: skip
     ceiling = split_half_ceiling(data.test_matrix, seed=seed)
     out = {f"{k}_pretrained": v for k, v in before.items()} | {f"{k}_finetuned": v for k, v in after.items()}
     out |= {
