@@ -87,7 +87,9 @@ class Output:
     `tokens`: final normalised token states (B, N, D).
     `hidden_states`: the embedding output then every block's output, as transformers'
     `output_hidden_states` (depth + 1 entries).
-    `attentions`: per block, the softmax weights (B, heads, N, N) when requested, else None.
+    `attentions`: per block, the softmax weights when requested, else None: (B, heads, N, N), or
+    per frame for the families that attend within frames (TimeSformer's spatial attention:
+    (B * frames, heads, 1 + P, 1 + P); CLIP: (B * T, heads, N, N)).
     """
 
     embedding: jax.Array

@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Social-affective probes (Fig. 4 style)
+#
+# Ridge probes per rated attribute, fitted on the 200 training videos and scored by Pearson r on the
+# 50 test videos, p from 5,000 shuffles of the held-out ratings (`jaxbgs.analysis.probes`, paper
+# §3.3.2 and App. H). Features here: the language baseline (all-MiniLM-L6-v2 on each video's first
+# caption), the only representation of the real videos available offline.
+#
+# Inputs: `JAXBGS_DATA` (default `../shared/data/bgs_human`), `JAXBGS_RUN` (default `runs/demo`),
+# `JAXBGS_FIGURES` (default `notebooks/figures`); relative paths start at the repository root.
+
+# %%
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+import jaxbgs
+from jaxbgs.analysis.probes import SOCIAL_AFFECTIVE, probe_human
+from jaxbgs.data.dataset import load_human_data
+from jaxbgs.eval.language import FlaxSentenceEncoder, caption_embeddings
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
+ROOT = Path(jaxbgs.__file__).resolve().parents[1]
+DATA = ROOT / os.environ.get("JAXBGS_DATA", "../shared/data/bgs_human")
+RUN = ROOT / os.environ.get("JAXBGS_RUN", "runs/demo")
+FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
+FIGURES.mkdir(parents=True, exist_ok=True)
+LANGUAGE_MODEL = "all-MiniLM-L6-v2"
+N_PERM, SEED = 5000, 0
+
+# %% [markdown]
+# ## Language baseline: every rated attribute
+# The probe needs the training videos too: 250 first captions are embedded.
+
+# %%
+human = load_human_data(DATA)
+ids = np.concatenate([human.train_ids, human.test_ids])
+features = caption_embeddings(FlaxSentenceEncoder(LANGUAGE_MODEL), human.captions, ids, mode="first")
+result = probe_human(DATA, features, ids=ids, n_perm=N_PERM, seed=SEED)
+print(f"{'attribute':>16} {'r':>7} {'p':>7} {'alpha':>9} {'n train':>8} {'n test':>7}")
+for row in result.table():
+    mark = "*" if row["p"] < 0.05 else " "
+    social = "social-affective" if row["attribute"] in SOCIAL_AFFECTIVE else ""
+    edge = "  alpha at the grid's edge" if row["alpha_at_edge"] else ""
+    print(
+        f"{row['attribute']:>16} {row['r']:+7.3f} {row['p']:7.4f}{mark} {row['alpha']:9.3g} "
+        f"{row['n_train']:>8} {row['n_test']:>7}  {social}{edge}"
+    )
+
+# %%
+rows = result.table()
+fig, ax = plt.subplots(figsize=(9, 3.8))
+colors = ["tab:red" if r["attribute"] in SOCIAL_AFFECTIVE else "tab:gray" for r in rows]
+ax.bar([r["attribute"] for r in rows], [r["r"] for r in rows], color=colors)
+for k, r in enumerate(rows):
+    if r["p"] < 0.05:
+        ax.annotate("*", (k, max(r["r"], 0) + 0.01), ha="center")
+ax.axhline(0, color="k", lw=0.8)
+ax.set(
+    ylabel="Pearson r (test videos)",
+    title=f"ridge probes on {LANGUAGE_MODEL} captions (red: social-affective; *: p < 0.05)",
+)
+ax.tick_params(axis="x", rotation=40)
+fig.tight_layout()
+fig.savefig(FIGURES / "04_probes_language.png", dpi=120)
+
+# %%
+fig, axes = plt.subplots(1, len(SOCIAL_AFFECTIVE), figsize=(3 * len(SOCIAL_AFFECTIVE), 3), sharey=True)
+for ax, name in zip(axes, SOCIAL_AFFECTIVE, strict=True):
+    j = result.names.index(name)
+    ax.scatter(result.targets[j], result.predictions[j], s=12)
+    ax.set(title=f"{name}: r {result.r[j]:+.2f}", xlabel="rating (test)")
+axes[0].set_ylabel("probe prediction")
+fig.tight_layout()
+fig.savefig(FIGURES / "04_probe_predictions.png", dpi=120)
+
+# %% [markdown]
+# ## The BGS run's embeddings
+# A probe is fitted on training videos and needs a rating for every video. A run's
+# `embeddings.npz` holds its test videos only, and a demo run has no ratings, so its
+# embeddings are not probed here. For a run on the human videos, embed all 250 with
+# `python -m jaxbgs.embed --run RUN --videos DIR --out all.npz` and pass the result to `probe_human`
+# as above.
+
+# %%
+config = json.loads((RUN / "config.json").read_text()) if (RUN / "config.json").is_file() else {}
+if (RUN / "embeddings.npz").is_file():
+    emb = np.load(RUN / "embeddings.npz")
+    kind = "the human data" if config.get("data") else "the procedural demo (no ratings)"
+    print(
+        f"skipped: {RUN} embeds {len(emb['ids'])} test videos of {kind} and no training videos; "
+        "a probe needs training and test embeddings with ratings"
+    )
+else:
+    print(f"skipped: {RUN} has no embeddings.npz")
