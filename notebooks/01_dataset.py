@@ -123,11 +123,10 @@ for name, c in ceilings.items():
     )
 
 # %% [markdown]
-# `Ceiling` reports the mean over iterations only, so the spread of single split-half draws comes
-# from one-iteration ceilings under different seeds (the same law as the iterations of the estimate).
+# The spread of single split-half draws behind the estimate (each Spearman-Brown corrected).
 
 # %%
-single = np.array([split_half_ceiling(test, iters=1, seed=s).split_half_r for s in range(ITERS)])
+single = ceilings["test"].corrected
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].hist(single, bins=40, color="tab:gray")
 axes[0].axvline(ceilings["test"].split_half_r, color="k", label="mean over iterations (corrected)")

@@ -27,6 +27,14 @@ class Ceiling:
     n_pairs_used: int  # pairs with >= 2 votes
     iters: int
     seed: int
+    half_r: np.ndarray | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )  # (iters,) per split
+
+    @property
+    def corrected(self) -> np.ndarray:
+        """Spearman-Brown corrected r of every single split (the spread behind the mean estimate)."""
+        return 2 * self.half_r / (1 + self.half_r)
 
 
 def split_half_ceiling(
@@ -49,4 +57,4 @@ def split_half_ceiling(
     r = spearman(a / h, (k - a) / (n - h))
     mean_r = float(r.mean())
     sb = 2 * mean_r / (1 + mean_r) if mean_r > -1 else -1.0
-    return Ceiling(sb**2, sb, mean_r, int(len(n)), iters, seed)
+    return Ceiling(sb**2, sb, mean_r, int(len(n)), iters, seed, np.asarray(r))

@@ -112,3 +112,15 @@ def test_hypergeometric_shortcut_matches_explicit_shuffle():
     slow = _explicit_split_half(m, iters=400, seed=123)
     assert 0.2 < fast < 0.95
     assert fast == pytest.approx(slow, abs=0.03)
+
+
+def test_per_split_values_give_the_mean_estimate():
+    rng = np.random.default_rng(3)
+    n = 12
+    counts = np.triu(rng.integers(2, 9, (n, n)), 1)
+    counts = counts + counts.T
+    together = np.triu(rng.binomial(counts, 0.4), 1)
+    m = PairMatrix(np.arange(n), counts, together + together.T)
+    c = split_half_ceiling(m, iters=50, seed=1)
+    assert c.half_r.shape == (50,) and np.isclose(c.half_r.mean(), c.mean_half_r)
+    np.testing.assert_allclose(c.corrected, 2 * c.half_r / (1 + c.half_r))
