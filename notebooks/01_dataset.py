@@ -25,22 +25,18 @@
 
 # %%
 import os
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jaxbgs
+from jaxbgs.analysis.runs import notebook_inputs
 from jaxbgs.data.dataset import load_human_data
 from jaxbgs.data.matrices import pair_matrix
 from jaxbgs.eval.ceiling import split_half_ceiling
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
-ROOT = Path(jaxbgs.__file__).resolve().parents[1]
-DATA = ROOT / os.environ.get("JAXBGS_DATA", "../shared/data/bgs_human")
-FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
-FIGURES.mkdir(parents=True, exist_ok=True)
+DATA, _, FIGURES = notebook_inputs()
 PAPER_CEILING = 0.213  # paper App. F.5, test split
 ITERS = 1000  # split-half iterations, as the paper
 

@@ -37,8 +37,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jaxbgs
-from jaxbgs.analysis.runs import load_run
+from jaxbgs.analysis.runs import load_run, notebook_inputs
 from jaxbgs.data.dataset import load_human_data
 from jaxbgs.data.matrices import pair_matrix
 from jaxbgs.eval.ceiling import split_half_ceiling
@@ -48,11 +47,7 @@ from jaxbgs.eval.rsa import aligned_similarity, rsa, similarity_matrix
 from jaxbgs.eval.stats import paired_bootstrap_delta_r2
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
-ROOT = Path(jaxbgs.__file__).resolve().parents[1]
-DATA = ROOT / os.environ.get("JAXBGS_DATA", "../shared/data/bgs_human")
-RUNS = [ROOT / p for p in os.environ.get("JAXBGS_RUN", "runs/demo").split(os.pathsep)]
-FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
-FIGURES.mkdir(parents=True, exist_ok=True)
+DATA, RUNS, FIGURES = notebook_inputs()
 N_BOOT, N_PERM, SEED = 1000, 1000, 0  # the paper's 1,000 permutations
 LANGUAGE_MODEL = "all-MiniLM-L6-v2"
 

@@ -27,23 +27,18 @@
 # %%
 import json
 import os
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jaxbgs
 from jaxbgs.analysis.probes import SOCIAL_AFFECTIVE, probe_human
+from jaxbgs.analysis.runs import notebook_inputs
 from jaxbgs.data.dataset import load_human_data
 from jaxbgs.eval.language import FlaxSentenceEncoder, caption_embeddings
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
-ROOT = Path(jaxbgs.__file__).resolve().parents[1]
-DATA = ROOT / os.environ.get("JAXBGS_DATA", "../shared/data/bgs_human")
-RUN = ROOT / os.environ.get("JAXBGS_RUN", "runs/demo")
-FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
-FIGURES.mkdir(parents=True, exist_ok=True)
+DATA, (RUN,), FIGURES = notebook_inputs()
 LANGUAGE_MODEL = "all-MiniLM-L6-v2"
 N_PERM, SEED = 5000, 0
 

@@ -26,25 +26,20 @@
 
 # %%
 import os
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jaxbgs
 from checkpoints_convert import core
 from jaxbgs.analysis.rollout import divergence, rollout, top_divergent, upsample
-from jaxbgs.analysis.runs import load_run
+from jaxbgs.analysis.runs import load_run, notebook_inputs
 from jaxbgs.data import procedural
 from jaxbgs.trainer.setup import NORMALISATION
 from jaxbgs.trainer.step import normalise
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
-ROOT = Path(jaxbgs.__file__).resolve().parents[1]
-RUN = ROOT / os.environ.get("JAXBGS_RUN", "runs/demo")
-FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
-FIGURES.mkdir(parents=True, exist_ok=True)
+_, (RUN,), FIGURES = notebook_inputs()
 N_CLIPS, TOP = 12, 5
 
 # %%

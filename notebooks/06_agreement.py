@@ -27,23 +27,18 @@
 # %%
 import os
 import textwrap
-from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jaxbgs
 from jaxbgs.analysis.agreement import CATEGORIES, agreement
-from jaxbgs.analysis.runs import load_run
+from jaxbgs.analysis.runs import load_run, notebook_inputs
 from jaxbgs.eval.ooo import ooo_accuracy
 from jaxbgs.eval.rsa import similarity_matrix
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
-ROOT = Path(jaxbgs.__file__).resolve().parents[1]
-RUN = ROOT / os.environ.get("JAXBGS_RUN", "runs/demo")
-FIGURES = ROOT / os.environ.get("JAXBGS_FIGURES", "notebooks/figures")
-FIGURES.mkdir(parents=True, exist_ok=True)
+_, (RUN,), FIGURES = notebook_inputs()
 TOP = 3
 
 # %%

@@ -20,6 +20,7 @@ from jaxbgs.data.matrices import pair_matrix
 from jaxbgs.errors import InputError
 from jaxbgs.eval.rsa import rsa, similarity_matrix
 from jaxbgs.trainer.loop import TrainingError
+from tests.trainer.world import tiny_demo_run
 
 VIDEO_EXPERIMENTS = [n for n in sorted(experiments.EXPERIMENTS) if n != "demo"]
 
@@ -221,16 +222,7 @@ def test_embed_writes_the_runs_embeddings(tiny_exp, tmp_path, capsys):
 
 
 def test_demo_pipeline_at_tiny_size(tmp_path, monkeypatch):
-    from jaxbgs.trainer import demo
-
-    monkeypatch.setattr(demo, "N_VIDEOS", 40)
-    monkeypatch.setattr(demo, "N_TEST", 10)
-    monkeypatch.setattr(demo, "PRETRAIN_CLIPS", 64)
-    monkeypatch.setattr(demo, "PRETRAIN_STEPS", 2)
-    exp = dataclasses.replace(
-        experiments.get("demo"), epochs=1, n_boot=20, out=str(tmp_path / "run"), cache=str(tmp_path / "cache")
-    )
-    res = train.run(exp)
+    res = tiny_demo_run(monkeypatch, tmp_path)
     for key in ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling"):
         assert np.isfinite(res[key])
     assert res["n_test_videos"] == 10

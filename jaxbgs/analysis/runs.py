@@ -64,3 +64,18 @@ def load_run(path: str | os.PathLike) -> Run:
         test=test,
         captions=None if captions is None else {int(i): [str(c)] for i, c in zip(ids, captions, strict=True)},
     )
+
+
+def notebook_inputs() -> tuple[Path, list[Path], Path]:
+    """(data, runs, figures) for the notebooks, from JAXBGS_DATA, JAXBGS_RUN (several separated by
+    os.pathsep) and JAXBGS_FIGURES; relative paths start at the checkout jaxbgs is imported from, so
+    a notebook finds them from any working directory. The figures directory is created."""
+    import jaxbgs
+
+    root = Path(jaxbgs.__file__).resolve().parents[1]
+    env = os.environ
+    data = root / env.get("JAXBGS_DATA", "../shared/data/bgs_human")
+    runs = [root / p for p in env.get("JAXBGS_RUN", "runs/demo").split(os.pathsep)]
+    figures = root / env.get("JAXBGS_FIGURES", "notebooks/figures")
+    figures.mkdir(parents=True, exist_ok=True)
+    return data, runs, figures

@@ -4,13 +4,13 @@ absent) and writes PNG figures; the stored .ipynb files carry no outputs and mat
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATA
+from tests.trainer.world import tiny_demo_run
 
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
@@ -26,21 +26,10 @@ CELL_TIMEOUT = 300  # seconds per cell
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
-    """A finished demo run at test size, made once (as test_demo_pipeline_at_tiny_size in test_train.py)."""
-    import experiments
-    from jaxbgs import train
-    from jaxbgs.trainer import demo
-
+    """A finished demo run at test size, made once."""
     tmp = tmp_path_factory.mktemp("notebook-run")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(demo, "N_VIDEOS", 40)
-        mp.setattr(demo, "N_TEST", 10)
-        mp.setattr(demo, "PRETRAIN_CLIPS", 64)
-        mp.setattr(demo, "PRETRAIN_STEPS", 2)
-        exp = dataclasses.replace(
-            experiments.get("demo"), epochs=1, n_boot=20, out=str(tmp / "run"), cache=str(tmp / "cache")
-        )
-        train.run(exp)
+        tiny_demo_run(mp, tmp)
     return tmp / "run"
 
 

@@ -58,3 +58,17 @@ def tiny(exp: experiments.Experiment, world, tmp_path, **kw) -> experiments.Expe
 @pytest.fixture
 def tiny_exp(world, tmp_path):
     return lambda exp, **kw: tiny(exp, world, tmp_path, **kw)
+
+
+def tiny_demo_run(mp: pytest.MonkeyPatch, root) -> dict:
+    """The embedded demo end to end at test size (40 videos, 2 pretraining steps, 1 epoch) into
+    root/run with its encoder cache in root/cache; returns the run's results."""
+    from jaxbgs import train
+    from jaxbgs.trainer import demo
+
+    for name, value in (("N_VIDEOS", 40), ("N_TEST", 10), ("PRETRAIN_CLIPS", 64), ("PRETRAIN_STEPS", 2)):
+        mp.setattr(demo, name, value)
+    exp = dataclasses.replace(
+        experiments.get("demo"), epochs=1, n_boot=20, out=str(root / "run"), cache=str(root / "cache")
+    )
+    return train.run(exp)
