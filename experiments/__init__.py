@@ -67,6 +67,11 @@ class Experiment:
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_plateau: bool = False  # authors' code: ReduceLROnPlateau x0.5, patience 3
+    # "constant" (the paper) or "cosine": linear warm-up over `warmup_steps`, then cosine decay to 0 by
+    # `decay_steps` (0 = the whole run, epochs x steps per epoch)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_steps: int = 0
     batch_trials: int = 4
     # "triplet": the paper's steps (batch_trials trials, 3 clips each, RSA on 6 steps an epoch);
     # "video": each step embeds `video_batch` distinct videos once and applies every judged trial
@@ -96,6 +101,7 @@ class Experiment:
             "select_on": ("r2", "rho"),
             "val_split": ("video", "judgment"),
             "mode": ("triplet", "video"),
+            "lr_schedule": ("constant", "cosine"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
@@ -108,6 +114,13 @@ class Experiment:
                 raise InputError(f"{key} must be >= 1, got {getattr(self, key)}", where=f"--exp {self.name}")
         if not 0 < self.rsa_grad_videos <= self.rsa_videos:
             raise InputError("need 0 < rsa_grad_videos <= rsa_videos", where=f"--exp {self.name}")
+        if self.warmup_steps < 0 or self.decay_steps < 0:
+            raise InputError("warmup_steps and decay_steps must be >= 0", where=f"--exp {self.name}")
+        if self.lr_plateau and self.lr_schedule != "constant":
+            raise InputError(
+                "lr_plateau halves a constant learning rate; it cannot be combined with a schedule",
+                where=f"--exp {self.name}", fix="use lr_schedule=constant or lr_plateau=false",
+            )  # fmt: skip
         if self.mode == "video" and self.loss == "budget_matched":
             raise InputError(
                 "loss='budget_matched' is a triplet-mode ablation",

@@ -107,8 +107,16 @@ def prepare(exp: experiments.Experiment):
         data = distill_targets(exp, data)
     model, meta = setup.build_model(exp, weights)
     mean, std = setup.NORMALISATION[exp.arch]
+    total = exp.decay_steps
+    if exp.lr_schedule != "constant" and not total:
+        from jaxbgs.trainer import loop
+
+        total = exp.epochs * len(loop.epoch_plan(exp, data, 0))
+    optimizer = make_optimizer(
+        exp.lr, exp.weight_decay, schedule=exp.lr_schedule, warmup_steps=exp.warmup_steps, total_steps=total
+    )
     trainer = Trainer(
-        model, make_optimizer(exp.lr, exp.weight_decay), mean=mean, std=std, margin=exp.margin,
+        model, optimizer, mean=mean, std=std, margin=exp.margin,
         n_grad=exp.rsa_grad_videos, augment=exp.augment, mesh=sharding.make_mesh(exp.mesh),
     )  # fmt: skip
     return data, model, meta, trainer
@@ -149,18 +157,38 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
         trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed, keep=emb
     )
     res |= {"best_epoch": progress.best_epoch, "best_val": progress.best, "epochs_run": progress.epoch}
+    all_videos = every_video(trainer, best, data)  # for probes, which fit on training videos
     merged = trainer.merged_model(best)  # collective: gathers parameters split across hosts
     if main:
         res |= export(merged, meta, run_dir)
         weights = base_weights(exp)
         res["base_weights"] = str(weights) if weights is not None else None
-        emb |= {"test_items": data.test.items, "test_odd": data.test.odd}
+        emb |= {"test_items": data.test.items, "test_odd": data.test.odd, **all_videos}
         if data.captions:  # one caption per test video, for tables a person reads
             emb["captions"] = np.array([data.captions.get(int(i), [""])[0] for i in emb["ids"]])
         with atomic_path(run_dir / "embeddings.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **emb)  # test videos: ids, pretrained / finetuned (final, per layer), trials
+            np.savez(f, **emb)  # test videos (per layer, trials, captions); all_*: every video, final
         write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
     return res
+
+
+def every_video(trainer, finetuned, data) -> dict:
+    """Final embeddings of every train, val and test video, pretrained and fine-tuned, with each
+    video's split (and the per-video ratings when the data has them: the demo's latents)."""
+    from jaxbgs.trainer.loop import embed_all
+
+    parts = {"train": data.train_ids, "val": data.val_ids, "test": data.test_ids}
+    ids = np.concatenate(list(parts.values())).astype(np.int64)
+    out = {
+        "all_ids": ids,
+        "all_split": np.concatenate([np.full(len(v), k) for k, v in parts.items()]),
+        "all_pretrained": embed_all(trainer, trainer.init_trainable, data.clips, ids),
+        "all_finetuned": embed_all(trainer, finetuned, data.clips, ids),
+    }
+    if data.ratings is not None:
+        names, values = data.ratings
+        out |= {"rating_names": np.array(names), "ratings": values[ids]}
+    return out
 
 
 def export(model, meta, run_dir: Path) -> dict:

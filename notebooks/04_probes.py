@@ -18,23 +18,24 @@
 #
 # Ridge probes per rated attribute, fitted on the 200 training videos and scored by Pearson r on the
 # 50 test videos, p from 5,000 shuffles of the held-out ratings (`jaxbgs.analysis.probes`, paper
-# §3.3.2 and App. H). Features here: the language baseline (all-MiniLM-L6-v2 on each video's first
-# caption), the only representation of the real videos available offline.
+# §3.3.2 and App. H). Features: the language baseline (all-MiniLM-L6-v2 on each video's first
+# caption), the only representation of the real videos available offline; then a BGS run's
+# embeddings before and after fine-tuning (on the demo, probed for its latent social variables).
 #
 # Inputs: `JAXBGS_DATA` (default `../shared/data/bgs_human`), `JAXBGS_RUN` (default `runs/demo`),
 # `JAXBGS_FIGURES` (default `notebooks/figures`); relative paths start at the repository root.
 
 # %%
-import json
 import os
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxbgs.analysis.probes import SOCIAL_AFFECTIVE, probe_human
-from jaxbgs.analysis.runs import notebook_inputs
+from jaxbgs.analysis.probes import SOCIAL_AFFECTIVE, probe, probe_human
+from jaxbgs.analysis.runs import load_run, notebook_inputs
 from jaxbgs.data.dataset import load_human_data
+from jaxbgs.data.procedural import RATING_SOCIAL
 from jaxbgs.eval.language import FlaxSentenceEncoder, caption_embeddings
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a notebook front end set one
@@ -89,21 +90,40 @@ fig.tight_layout()
 fig.savefig(FIGURES / "04_probe_predictions.png", dpi=120)
 
 # %% [markdown]
-# ## The BGS run's embeddings
-# A probe is fitted on training videos and needs a rating for every video. A run's
-# `embeddings.npz` holds its test videos only, and a demo run has no ratings, so its
-# embeddings are not probed here. For a run on the human videos, embed all 250 with
-# `python -m jaxbgs.embed --run RUN --videos DIR --out all.npz` and pass the result to `probe_human`
-# as above.
+# ## The BGS run's embeddings: pretrained vs fine-tuned
+# A run saves every video's final embedding, before and after fine-tuning. On the demo the ratings
+# are the clips' latent variables: the social scales the simulated observers judge (approach,
+# synchrony, energy, facing) and nuisance controls (brightness, agent scale, distance, texture
+# frequency); probes fit on the training and validation videos and are scored on the test videos.
+# A run on the human videos is probed against `annotations.csv` instead, with its 200/50 split.
 
 # %%
-config = json.loads((RUN / "config.json").read_text()) if (RUN / "config.json").is_file() else {}
-if (RUN / "embeddings.npz").is_file():
-    emb = np.load(RUN / "embeddings.npz")
-    kind = "the human data" if config.get("data") else "the procedural demo (no ratings)"
-    print(
-        f"skipped: {RUN} embeds {len(emb['ids'])} test videos of {kind} and no training videos; "
-        "a probe needs training and test embeddings with ratings"
-    )
-else:
-    print(f"skipped: {RUN} has no embeddings.npz")
+run = load_run(RUN)
+probes = {}
+for which in ("pretrained", "finetuned"):
+    features = run.videos[which]
+    if run.ratings is not None:
+        names, values = run.ratings
+        train, test = run.split_rows("train", "val"), run.split_rows("test")
+        probes[which] = probe(features, values, names, train, test, n_perm=N_PERM, seed=SEED)
+    else:
+        probes[which] = probe_human(DATA, features, ids=run.videos["ids"], n_perm=N_PERM, seed=SEED)
+names = probes["finetuned"].names
+social = set(RATING_SOCIAL) if run.ratings is not None else set(SOCIAL_AFFECTIVE)
+print(f"{'attribute':>16} {'r before':>9} {'p':>7} {'r after':>8} {'p':>7}")
+for j, name in enumerate(names):
+    b, a = probes["pretrained"], probes["finetuned"]
+    tag = "social" if name in social else "control"
+    print(f"{name:>16} {b.r[j]:+9.3f} {b.p[j]:7.4f} {a.r[j]:+8.3f} {a.p[j]:7.4f}  {tag}")
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 3.8))
+x = np.arange(len(names))
+for k, (which, color) in enumerate((("pretrained", "tab:gray"), ("finetuned", "tab:red"))):
+    ax.bar(x + (k - 0.5) * 0.4, probes[which].r, 0.4, color=color, label=which)
+ax.set_xticks(x, [n + ("" if n in social else " (control)") for n in names], rotation=40, ha="right")
+ax.axhline(0, color="k", lw=0.8)
+ax.set(ylabel="Pearson r (test videos)", title=f"ridge probes on {run.path.name}: before vs after BGS")
+ax.legend()
+fig.tight_layout()
+fig.savefig(FIGURES / "04_probes_run.png", dpi=120)

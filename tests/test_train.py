@@ -49,6 +49,13 @@ def test_full_run_writes_results_and_exports(tiny_exp):
     n = len(emb["ids"])
     assert emb["pretrained"].shape[0] == emb["finetuned"].shape[0] == n
     assert emb["layers_finetuned"].shape[:2] == (n, 3) and emb["test_items"].shape[1] == 3
+    # Every video, for probes fitted on training videos: the test rows equal the test embeddings.
+    split = emb["all_split"]
+    assert set(split) == {"train", "val", "test"} and len(emb["all_ids"]) == len(set(emb["all_ids"]))
+    test_rows = emb["all_ids"][split == "test"]
+    np.testing.assert_array_equal(test_rows, emb["ids"])
+    np.testing.assert_allclose(emb["all_finetuned"][split == "test"], emb["finetuned"], atol=1e-6)
+    assert "ratings" not in emb  # real data: the ratings are the human annotations, read by the probe
     human = pair_matrix(Trials(emb["test_items"], emb["test_odd"]), emb["ids"])
     assert rsa(similarity_matrix(emb["finetuned"]), human).r2 == pytest.approx(
         res["test_r2_finetuned"], abs=1e-9

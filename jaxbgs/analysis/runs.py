@@ -2,7 +2,8 @@
 
 `python -m jaxbgs.train` writes config.json, metrics.jsonl, results.json and embeddings.npz (the test
 videos' embeddings, pretrained and fine-tuned, final and per layer, with the test trials and one
-caption per video). Reading them in one place gives one clear error for an unfinished or old run.
+caption per video; and every video's final embeddings with its split, plus per-video ratings when
+the data has them, as the demo's latents). Reading them in one place gives one clear error for an unfinished or old run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ class Run:
     embeddings: dict[str, np.ndarray]  # pretrained, finetuned (n, d); layers_* (n, layers, d)
     test: Trials
     captions: dict[int, list[str]] | None
+    videos: dict[str, np.ndarray] | None = None  # every video: ids, split, pretrained, finetuned
+    ratings: tuple[tuple[str, ...], np.ndarray] | None = None  # (names, rows aligned with videos["ids"])
+
+    def split_rows(self, *splits: str) -> np.ndarray:
+        """Rows of `videos` in these splits ("train", "val", "test")."""
+        if self.videos is None:
+            raise InputError(
+                "this run saved the test videos only", file=self.path / "embeddings.npz",
+                fix="train it again with this version, which also embeds the training videos",
+            )  # fmt: skip
+        return np.flatnonzero(np.isin(self.videos["split"], splits))
 
     @property
     def human(self) -> PairMatrix:
@@ -55,6 +67,9 @@ def load_run(path: str | os.PathLike) -> Run:
     ids = arrays.pop("ids")
     test = Trials(arrays.pop("test_items"), arrays.pop("test_odd"), source=str(path / "embeddings.npz"))
     captions = arrays.pop("captions", None)
+    videos = {k[4:]: arrays.pop(k) for k in [k for k in arrays if k.startswith("all_")]} or None
+    names = arrays.pop("rating_names", None)
+    ratings = arrays.pop("ratings", None)
     return Run(
         path=path,
         config=json.loads((path / "config.json").read_text()),
@@ -63,6 +78,8 @@ def load_run(path: str | os.PathLike) -> Run:
         embeddings=arrays,
         test=test,
         captions=None if captions is None else {int(i): [str(c)] for i, c in zip(ids, captions, strict=True)},
+        videos=videos,
+        ratings=None if ratings is None else (tuple(str(n) for n in names), ratings),
     )
 
 

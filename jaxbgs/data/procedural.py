@@ -399,6 +399,18 @@ def social_embedding(latents: SceneLatents) -> np.ndarray:
     )
 
 
+# The demo's "ratings" for the probes: the continuous social scales the observers judge, and
+# continuous nuisance variables (appearance, layout) as controls that fine-tuning should not favour.
+RATING_SOCIAL = ("approach", "synchrony", "energy", "facing")
+RATING_NUISANCE = ("brightness", "scale", "distance", "texture_freq")
+
+
+def latent_ratings(latents: SceneLatents) -> tuple[tuple[str, ...], np.ndarray]:
+    """(names, (n, k) float32): what the human data's annotations.csv is to a social-affective probe."""
+    names = RATING_SOCIAL + RATING_NUISANCE
+    return names, np.stack([getattr(latents, n) for n in names], axis=1).astype(np.float32)
+
+
 def nuisance_embedding(latents: SceneLatents) -> np.ndarray:
     """(n, 36) the appearance variables (centred one-hots and centred scalars): what observers ignore."""
     z = latents

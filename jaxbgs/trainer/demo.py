@@ -11,6 +11,8 @@ keyed by its settings, so a second run skips the pretraining.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 from pathlib import Path
@@ -46,7 +48,7 @@ def demo_data(exp: Experiment) -> tuple[RunData, procedural.DemoData]:
     )
     captions = {i: list(c) for i, c in enumerate(demo.captions)}
     data = split_data(exp, demo.clips, demo.train_ids, demo.test_ids, demo.train, demo.test, captions)
-    return data, demo
+    return dataclasses.replace(data, ratings=procedural.latent_ratings(demo.latents)), demo
 
 
 class _Pretrain(nnx.Module):

@@ -51,6 +51,8 @@ class RunData:
     test: Trials
     train_matrix: PairMatrix  # human distances for the RSA term (train split only)
     captions: dict[int, list[str]] | None = None
+    # per-video ratings (names, (n_videos, k) indexed by video id) for the probes; the demo's latents
+    ratings: tuple[tuple[str, ...], np.ndarray] | None = None
 
     @property
     def val_matrix(self) -> PairMatrix:

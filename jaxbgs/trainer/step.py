@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 
 from jaxbgs import losses, sharding
+from jaxbgs.errors import InputError
 from jaxbgs.lora import Trainable
 
 
@@ -52,9 +53,20 @@ class LossWeights:
     video: bool = False  # video-batched step: one embedding per distinct video, trials index into it
 
 
-def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformation:
-    """AdamW with the learning rate kept in the optimizer state, so a plateau schedule resumes exactly."""
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
+def make_optimizer(
+    lr: float, weight_decay: float, *, schedule: str = "constant", warmup_steps: int = 0, total_steps: int = 0
+) -> optax.GradientTransformation:
+    """AdamW with the learning rate kept in the optimizer state, so a plateau schedule resumes exactly
+    (and a step-indexed schedule too: its count is part of the state)."""
+    if schedule == "constant":
+        return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
+    if schedule != "cosine":
+        raise InputError(
+            f"unknown lr schedule {schedule!r}", where="lr_schedule", fix="use constant or cosine"
+        )
+    total = max(total_steps, warmup_steps + 1)
+    fn = optax.warmup_cosine_decay_schedule(0.0 if warmup_steps else lr, lr, warmup_steps, total)
+    return optax.inject_hyperparams(optax.adamw)(learning_rate=fn, weight_decay=weight_decay)
 
 
 class Trainer:

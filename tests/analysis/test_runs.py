@@ -31,3 +31,32 @@ def test_unfinished_run_names_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(InputError, match="results.json, embeddings.npz missing"):
         load_run(tmp_path)
+
+
+def test_every_video_and_ratings_come_back_by_split(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = np.array([3, 1, 4, 0])
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "results.json").write_text("{}")
+    np.savez(tmp_path / "embeddings.npz", ids=ids[2:], pretrained=rng.normal(size=(2, 3)),
+             finetuned=rng.normal(size=(2, 3)), test_items=np.zeros((0, 3), int), test_odd=np.zeros(0, int),
+             all_ids=ids, all_split=np.array(["train", "val", "test", "test"]),
+             all_pretrained=rng.normal(size=(4, 3)), all_finetuned=rng.normal(size=(4, 3)),
+             rating_names=np.array(["approach", "energy"]), ratings=rng.normal(size=(4, 2)))  # fmt: skip
+    run = load_run(tmp_path)
+    assert set(run.embeddings) == {"pretrained", "finetuned"}
+    assert set(run.videos) == {"ids", "split", "pretrained", "finetuned"}
+    np.testing.assert_array_equal(run.split_rows("train", "val"), [0, 1])
+    np.testing.assert_array_equal(run.videos["ids"][run.split_rows("test")], [4, 0])
+    assert run.ratings[0] == ("approach", "energy") and run.ratings[1].shape == (4, 2)
+
+
+def test_test_only_run_says_it_cannot_probe(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "results.json").write_text("{}")
+    np.savez(tmp_path / "embeddings.npz", ids=np.arange(2), pretrained=np.zeros((2, 3)),
+             finetuned=np.zeros((2, 3)), test_items=np.zeros((0, 3), int), test_odd=np.zeros(0, int))  # fmt: skip
+    run = load_run(tmp_path)
+    assert run.videos is None and run.ratings is None
+    with pytest.raises(InputError, match="test videos only"):
+        run.split_rows("train")

@@ -224,3 +224,12 @@ def test_bad_arguments():
         P.make_demo(20, 5, temperature=0.0)
     with pytest.raises(ValueError, match="frames"):
         P.render(P.sample_latents(2, 0), frames=1)
+
+
+def test_latent_ratings_are_the_continuous_scales_by_name():
+    z = P.sample_latents(50, np.random.default_rng(3))
+    names, values = P.latent_ratings(z)
+    assert names[:4] == ("approach", "synchrony", "energy", "facing") and values.shape == (50, len(names))
+    for j, name in enumerate(names):
+        np.testing.assert_allclose(values[:, j], getattr(z, name), rtol=1e-6)
+    assert not set(names) & {"interaction", "color_a", "shape_a"}  # categorical: not a rating scale

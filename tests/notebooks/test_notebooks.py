@@ -70,6 +70,8 @@ def test_notebook_runs_and_saves_figures(name, tmp_path, monkeypatch, request):
     pngs = sorted(figures.glob("*.png"))
     assert pngs, f"{name} wrote no PNG into JAXBGS_FIGURES"
     assert all(p.name.startswith(name[:3]) and p.stat().st_size > 1000 for p in pngs)
+    if name == "04_probes":  # the demo run's embeddings are probed for its latents, not skipped
+        assert (figures / "04_probes_run.png").is_file()
 
 
 @pytest.mark.parametrize("name", NAMES)
