@@ -3,7 +3,8 @@
 `python -m jaxbgs.train` writes config.json, metrics.jsonl, results.json and embeddings.npz (the test
 videos' embeddings, pretrained and fine-tuned, final and per layer, with the test trials and one
 caption per video; and every video's final embeddings with its split, plus per-video ratings when
-the data has them, as the demo's latents). Reading them in one place gives one clear error for an unfinished or old run.
+the data has them, as the demo's latents). Reading them in one place gives one clear error for an
+unfinished or old run.
 """
 
 from __future__ import annotations

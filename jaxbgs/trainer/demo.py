@@ -12,7 +12,6 @@ keyed by its settings, so a second run skips the pretraining.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 from pathlib import Path

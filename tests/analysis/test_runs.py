@@ -54,8 +54,9 @@ def test_every_video_and_ratings_come_back_by_split(tmp_path):
 def test_test_only_run_says_it_cannot_probe(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "results.json").write_text("{}")
-    np.savez(tmp_path / "embeddings.npz", ids=np.arange(2), pretrained=np.zeros((2, 3)),
-             finetuned=np.zeros((2, 3)), test_items=np.zeros((0, 3), int), test_odd=np.zeros(0, int))  # fmt: skip
+    empty = {"test_items": np.zeros((0, 3), int), "test_odd": np.zeros(0, int)}
+    zeros = np.zeros((2, 3))
+    np.savez(tmp_path / "embeddings.npz", ids=np.arange(2), pretrained=zeros, finetuned=zeros, **empty)
     run = load_run(tmp_path)
     assert run.videos is None and run.ratings is None
     with pytest.raises(InputError, match="test videos only"):
