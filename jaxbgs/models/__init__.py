@@ -1,7 +1,8 @@
 """Pure Flax NNX backbones, one file per family, each mirroring a PyTorch class.
 
-Every family module defines `Config` (a frozen `BackboneConfig`), `Model(cfg, *, lora, rngs)`
-returning `layers.Output`, and `preprocess`.
+Every backbone module defines `Config` (a frozen `BackboneConfig`), `Model(cfg, *, lora, rngs)`
+returning `layers.Output`, and `preprocess`; `llama` (the SocialFusion LLM) has its own `Config`,
+returns `llama.CausalLMOutput` and offers `load_tokenizer` instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from flax import nnx
 from jaxbgs.errors import InputError
 from jaxbgs.lora import LoRAConfig
 
-ARCHS = ("vjepa2", "vjepa21", "timesformer", "videomae", "clip", "bert")
+ARCHS = ("vjepa2", "vjepa21", "timesformer", "videomae", "clip", "bert", "llama", "dinov2", "siglip")
 
 
 def family(arch: str) -> ModuleType:
