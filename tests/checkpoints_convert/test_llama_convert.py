@@ -16,7 +16,7 @@ from jaxbgs import lora
 from jaxbgs.errors import InputError
 from jaxbgs.models import llama
 from tests.models.parity import save_twin
-from tests.models.test_llama import TINY, TOL, registered, worst  # noqa: F401  (registered: fixture)
+from tests.models.test_llama import TINY, TOL, worst
 
 LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
