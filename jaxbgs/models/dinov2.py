@@ -99,19 +99,6 @@ class Config(BackboneConfig):
         return (int(hidden * 2 / 3) + 7) // 8 * 8 if self.use_swiglu_ffn else hidden
 
 
-def as_clips(pixels):
-    """(B, H, W, C) images become one-frame clips; (B, T, H, W, C) clips pass through."""
-    if pixels.ndim == 4:
-        return pixels[:, None]
-    if pixels.ndim != 5:
-        raise InputError(
-            f"pixels have shape {tuple(pixels.shape)}",
-            where="input",
-            fix="pass (B, H, W, C) images or (B, T, H, W, C) clips, channels last",
-        )
-    return pixels
-
-
 def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) weights of PyTorch's `interpolate(mode="bicubic", align_corners=False)` along
     one axis, with its float32 source coordinates.
@@ -275,7 +262,7 @@ class Model(nnx.Module):
 
     def __call__(self, pixels, *, output_attentions: bool = False) -> Output:
         cfg = self.cfg
-        clips = as_clips(pixels)
+        clips = layers.as_clips(pixels)
         b, t = clips.shape[:2]
         x = self.embeddings(clips)
         x, hidden, attns = layers.run_blocks(self.layers, x, cfg, output_attentions=output_attentions)

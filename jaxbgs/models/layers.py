@@ -129,7 +129,27 @@ def quick_gelu(x):
     return x * jax.nn.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = {"gelu": gelu, "quick_gelu": quick_gelu, "gelu_new": lambda x: jax.nn.gelu(x, approximate=True)}
+_tanh_gelu = lambda x: jax.nn.gelu(x, approximate=True)  # noqa: E731
+# gelu_new and gelu_pytorch_tanh are transformers' two names for the tanh approximation.
+ACTIVATIONS = {
+    "gelu": gelu,
+    "quick_gelu": quick_gelu,
+    "gelu_new": _tanh_gelu,
+    "gelu_pytorch_tanh": _tanh_gelu,
+}
+
+
+def as_clips(pixels):
+    """(B, H, W, C) images become one-frame clips; (B, T, H, W, C) clips pass through."""
+    if pixels.ndim == 4:
+        return pixels[:, None]
+    if pixels.ndim != 5:
+        raise InputError(
+            f"pixels have shape {tuple(pixels.shape)}",
+            where="input",
+            fix="pass (B, H, W, C) images or (B, T, H, W, C) clips, channels last",
+        )
+    return pixels
 
 
 def activation(name: str):

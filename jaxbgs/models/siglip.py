@@ -28,7 +28,7 @@ from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, LoRAConfig
 from jaxbgs.models import layers
 from jaxbgs.models.clip import Attention
-from jaxbgs.models.dinov2 import as_clips, resample_positions
+from jaxbgs.models.dinov2 import resample_positions
 from jaxbgs.models.layers import BackboneConfig, Output
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
@@ -42,8 +42,6 @@ VARIANTS = {
     "large_p16_384": (1024, 24, 16, 4096, 16, 384),
     "so400m_p14_384": (1152, 27, 16, 4304, 14, 384),
 }
-# transformers' name for the tanh approximation; `gelu_new` in jaxbgs.models.layers is the same function.
-_ACTIVATION = {"gelu_pytorch_tanh": "gelu_new"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +81,7 @@ class Config(BackboneConfig):
                 f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
                 where="Config",
             )
-        activation(self.hidden_act)
+        layers.activation(self.hidden_act)
 
     @classmethod
     def variant(cls, name: str, **kw) -> Config:
@@ -101,12 +99,6 @@ class Config(BackboneConfig):
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
-
-
-def activation(name: str) -> str:
-    """The `layers.ACTIVATIONS` name for a transformers `hidden_act`."""
-    layers.activation(_ACTIVATION.get(name, name))
-    return _ACTIVATION.get(name, name)
 
 
 class Embeddings(nnx.Module):
@@ -153,7 +145,7 @@ class EncoderLayer(nnx.Module):
 
     def __init__(self, cfg: Config, *, lora: LoRAConfig | None, rngs: nnx.Rngs):
         d, dt = cfg.hidden_size, cfg.compute_dtype
-        act = activation(cfg.hidden_act)
+        act = cfg.hidden_act
         self.layer_norm1 = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         self.self_attn = Attention(cfg, lora=lora, rngs=rngs)
         self.layer_norm2 = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
@@ -202,7 +194,7 @@ class PoolingHead(nnx.Module):
         self.probe = nnx.Param(nnx.initializers.xavier_uniform()(rngs.params(), (1, 1, d)))
         self.attention = ProbeAttention(cfg, rngs=rngs)
         self.layernorm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
-        self.mlp = layers.Mlp(d, cfg.intermediate_size, act=activation(cfg.hidden_act), dtype=dt, rngs=rngs)
+        self.mlp = layers.Mlp(d, cfg.intermediate_size, act=cfg.hidden_act, dtype=dt, rngs=rngs)
 
     def __call__(self, x):
         probe = jnp.broadcast_to(self.probe[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
@@ -232,7 +224,7 @@ class Model(nnx.Module):
 
     def __call__(self, pixels, *, output_attentions: bool = False) -> Output:
         cfg = self.cfg
-        clips = as_clips(pixels)
+        clips = layers.as_clips(pixels)
         b, t = clips.shape[:2]
         x = self.embeddings(clips)
         x, hidden, attns = layers.run_blocks(self.layers, x, cfg, output_attentions=output_attentions)
