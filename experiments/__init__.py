@@ -184,9 +184,10 @@ def _coerce(name: str, hint, value, parse: bool):
     return value
 
 
-def override(exp: Experiment, sets: dict, *, parse: bool = True) -> Experiment:
-    """Apply key=value overrides; unknown keys and ill-typed values are errors."""
-    hints = typing.get_type_hints(Experiment)
+def override(exp, sets: dict, *, parse: bool = True):
+    """Apply key=value overrides to an `Experiment` or `SocialFusionExperiment`; unknown keys and
+    ill-typed values are errors."""
+    hints = typing.get_type_hints(type(exp))
     sets = {k.replace(".", "_"): v for k, v in sets.items()}  # mesh.data -> mesh_data
     unknown = sorted(set(sets) - set(hints))
     if unknown:
@@ -216,12 +217,21 @@ def experiment(fn: Callable[[], Experiment]) -> Callable[[], Experiment]:
     return fn
 
 
-def get(name: str) -> Experiment:
+def get(name: str):
+    """A BGS `Experiment` or a `SocialFusionExperiment` (experiments/socialfusion.py) by name."""
+    from experiments.socialfusion import SOCIALFUSION
+
+    if name in SOCIALFUSION:
+        return SOCIALFUSION[name]()
     if name not in EXPERIMENTS:
-        raise InputError(
-            f"unknown experiment {name!r}", where="--exp", fix=f"choose from {sorted(EXPERIMENTS)}"
-        )
+        raise InputError(f"unknown experiment {name!r}", where="--exp", fix=f"choose from {all_names()}")
     return EXPERIMENTS[name]()
+
+
+def all_names() -> list[str]:
+    from experiments.socialfusion import SOCIALFUSION
+
+    return sorted(EXPERIMENTS) + sorted(SOCIALFUSION)
 
 
 BASE = Experiment()

@@ -4,6 +4,7 @@
     python -m jaxbgs.train --exp vjepa --data DIR --videos DIR --weights PATH [--set key=value ...]
     python -m jaxbgs.train --exp vjepa --out runs/vjepa --resume
     python -m jaxbgs.train --list
+    python -m jaxbgs.train --exp socialfusion-demo        # SocialFusion (second paper), no downloads
     python -m jaxbgs.train --exp vjepa ... --set mesh.data=4 --set mesh.fsdp=2      # one node, 8 GPUs
     python -m jaxbgs.train --exp vjepa ... --coordinator HOST:PORT --num-processes N --process-id I
 
@@ -28,6 +29,7 @@ import jax
 import numpy as np
 
 import experiments
+from experiments.socialfusion import SocialFusionExperiment
 from jaxbgs import sharding
 from jaxbgs.errors import InputError
 
@@ -56,6 +58,12 @@ def resolve(args) -> experiments.Experiment:
         raise InputError("--exp is required", fix="pick one from: python -m jaxbgs.train --list")
     exp = experiments.override(experiments.get(args.exp), experiments.parse_sets(args.set))
     given = {k: getattr(args, k) for k in ("data", "videos", "weights", "out") if getattr(args, k)}
+    if isinstance(exp, SocialFusionExperiment) and "videos" in given:
+        raise InputError(
+            "SocialFusion takes images, not --videos",
+            where=f"--exp {exp.name}",
+            fix="pass --data ROOT with the five datasets (see experiments/socialfusion.py)",
+        )
     return dataclasses.replace(exp, **given)
 
 
@@ -205,7 +213,7 @@ def export(model, meta, run_dir: Path) -> dict:
 
 
 def print_list() -> None:
-    for name in sorted(experiments.EXPERIMENTS):
+    for name in experiments.all_names():
         print(f"{name:<28} {experiments.get(name).description}")
 
 
@@ -217,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         exp = resolve(args)
+        if isinstance(exp, SocialFusionExperiment):
+            from jaxbgs.socialfusion import train as socialfusion
+
+            res = socialfusion.run(exp, resume=args.resume)
+            print(socialfusion.summary(res))
+            return 0
         res = run(exp, resume=args.resume)
     except InputError as e:
         if args.debug:

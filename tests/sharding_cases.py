@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
 
 from jaxbgs import sharding
 from jaxbgs.lora import LoRAConfig
@@ -64,6 +65,40 @@ def run(t: Trainer, batches: list[dict]):
     return losses, trainable, opt_state
 
 
+def socialfusion_trainer(shape: tuple[int, int, int] | None):
+    """Joint SocialFusion on a tiny Llama (widths split evenly over 2, 4 and 8 devices)."""
+    from jaxbgs.models import llama
+    from jaxbgs.socialfusion import model as sf
+    from jaxbgs.socialfusion import train as sft
+
+    llm = llama.Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=8)  # fmt: skip
+    cfg = sf.Config(llm=llm, feature_dim=16, grid=4, connector_hidden=32, lora_rank=4, gaze_channels=8)
+    devices = jax.devices()[:1] if shape is None else jax.devices()
+    mesh = sharding.make_mesh(sharding.MeshConfig(*(shape or (1, 1, 1))), devices)
+    return sft.Trainer(sf.SocialFusion(cfg, rngs=nnx.Rngs(0)), make_optimizer(1e-2, 0.0),
+                       lam=0.2, mesh=mesh)  # fmt: skip
+
+
+def socialfusion_batch(rng: np.random.Generator) -> dict:
+    """16 rows of mixed tasks: classification rows with answer tokens, gaze rows with heatmaps, padding."""
+    from jaxbgs.socialfusion import gaze
+
+    kind = np.arange(16) % 4  # 0, 1: classification, 2: gaze, 3: one padded row
+    points = rng.random((16, 2))
+    return {
+        "features": rng.standard_normal((16, 16, 16)).astype(np.float16),
+        "tokens": rng.integers(1, 64, (16, 8)).astype(np.int32),
+        "token_mask": np.arange(8)[None] >= rng.integers(0, 4, (16, 1)),  # left padding
+        "boxes": np.tile(np.array([[0.1, 0.1, 0.5, 0.6], [0.4, 0.2, 0.9, 0.9]], np.float32), (16, 1, 1)),
+        "box_valid": rng.random((16, 2)) < 0.7,
+        "answer": rng.integers(0, 64, 16).astype(np.int32),
+        "is_cls": (kind < 2).astype(np.float32),
+        "is_gaze": (kind == 2).astype(np.float32),
+        "heat": gaze.target_heatmap(points) * (kind == 2)[:, None, None],
+    }
+
+
 def max_diff(a, b) -> float:
     return max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a),
                jax.tree.leaves(b), strict=True))  # fmt: skip
@@ -88,6 +123,26 @@ def main(out: Path) -> None:
                 saved = {"trainable": params, "opt_state": opt_state}
                 with ocp.StandardCheckpointer() as ckpt:
                     ckpt.save((out / "ckpt").absolute(), saved)
+    # SocialFusion joint training: the same sharded update machinery, on every mesh.
+    sf_batches = [socialfusion_batch(rng) for _ in range(2)]
+
+    def sf_run(t):
+        trainable, opt_state = t.init()
+        losses = []
+        for i, b in enumerate(sf_batches):
+            trainable, opt_state, out = t.step(trainable, opt_state, b, jax.random.key(i))
+            losses.append([float(out["loss"]), float(out["lm"]), float(out["heatmap"])])
+        return losses, trainable
+
+    ref_losses, ref_params = sf_run(socialfusion_trainer(None))
+    results["socialfusion"] = {}
+    for name, shape in MESHES.items():
+        losses, params = sf_run(socialfusion_trainer(shape))
+        results["socialfusion"][name] = {
+            "loss_diff": float(np.abs(np.array(losses) - np.array(ref_losses)).max()),
+            "param_diff": max_diff(params, ref_params),
+            "losses": losses,
+        }
     # A checkpoint written on the 8x1 mesh restored onto 2x4: same values, the new mesh's layout.
     target = trainer("vjepa2", MESHES["2x4"])
     trainable, opt_state = target.init()

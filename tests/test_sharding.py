@@ -76,6 +76,15 @@ def test_sharded_steps_equal_the_single_device_step(eight_devices):
         assert r["losses"][1] != r["losses"][0]  # the first step changed the adapters
 
 
+def test_socialfusion_joint_training_is_the_same_on_every_mesh(eight_devices):
+    sf = eight_devices["socialfusion"]
+    assert set(sf) == {"8x1", "4x2", "2x4", "2x2x2"}
+    for mesh, r in sf.items():
+        assert r["loss_diff"] < 1e-5 and r["param_diff"] < 1e-5, (mesh, r)
+        (lm0, lm1), (h0, h1) = (r["losses"][0][1], r["losses"][1][1]), (r["losses"][0][2], r["losses"][1][2])
+        assert lm0 > 0 and h0 > 0 and (lm0, h0) != (lm1, h1)  # both terms present, and the step trained
+
+
 def test_frozen_weights_and_batches_are_split(eight_devices):
     p = eight_devices["placement"]  # mesh data 2 x fsdp 4
     assert p["fc1_spec"] == "P('fsdp', None)"

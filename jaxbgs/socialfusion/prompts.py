@@ -173,3 +173,38 @@ def answer_token_ids(tokenizer, task: str) -> np.ndarray:
             fix="use a tokenizer with single-token option letters (Llama 3's has them)",
         )
     return np.array(ids, np.int32)
+
+
+def demo_tokenizer():
+    """A word-level tokenizer over the App. D prompts' words and every answer (the demo's stand-in for
+    the gated Llama 3 tokenizer): built in memory from the prompt texts, so it needs no download and is
+    the same on every machine. Unknown words map to `<unk>`; `<pad>` is id 0."""
+    import re
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = dict.fromkeys(["<pad>", "<unk>", "<s>"])
+    for task in TEMPLATES:
+        words.update(dict.fromkeys(answers(task)))
+        words.update(dict.fromkeys(re.findall(r"\w+|[^\w\s]+", prompt(task))))
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # the same split: \w+|[^\w\s]+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>"
+    )
+
+
+def encode_prompts(tokenizer, tasks) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, mask) of shape (len(tasks), L): each task's prompt (with the tokenizer's BOS when it
+    adds one) left-padded to the longest, so that every sequence ends where the image tokens begin."""
+    seqs = [tokenizer.encode(prompt(t)) for t in tasks]
+    n = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokens = np.full((len(seqs), n), pad, np.int32)
+    mask = np.zeros((len(seqs), n), bool)
+    for i, s in enumerate(seqs):
+        tokens[i, n - len(s) :] = s
+        mask[i, n - len(s) :] = True
+    return tokens, mask

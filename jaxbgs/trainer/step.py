@@ -69,16 +69,14 @@ def make_optimizer(
     return optax.inject_hyperparams(optax.adamw)(learning_rate=fn, weight_decay=weight_decay)
 
 
-class Trainer:
-    """Binds the static parts (graph, frozen weights, optimizer, normalisation, mesh) outside the
-    jitted step. Every array it hands out is placed on `mesh` (default: all devices, data parallel)
-    by `jaxbgs.sharding`'s rules; the same code runs on one device, a node or several hosts."""
+class ShardedTrainer:
+    """The model-independent half of a trainer: split the trainable state from the frozen rest once,
+    place both on `mesh` (default: all devices, data parallel) by `jaxbgs.sharding`'s rules, and jit
+    one pure update per static configuration with explicit in/out shardings and donation. The same
+    code runs on one device, a node or several hosts. Subclasses define `loss(trainable, rest, batch,
+    key, *scalars, static) -> (total, parts)`; BGS and SocialFusion both train through this."""
 
-    def __init__(
-        self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False,
-        mesh=None,
-    ):  # fmt: skip
-        self.augment = augment
+    def __init__(self, model: nnx.Module, optimizer, *, mesh=None):
         self.mesh = mesh if mesh is not None else sharding.make_mesh()
         self.graphdef, trainable, rest = nnx.split(model, Trainable, ...)
         self.shardings = sharding.state_shardings(trainable, self.mesh)
@@ -89,8 +87,6 @@ class Trainer:
         opt_shape = jax.eval_shape(optimizer.init, trainable)
         self.opt_shardings = sharding.optimizer_shardings(opt_shape, trainable, self.shardings, self.mesh)
         self.replicated = sharding.replicated(self.mesh)
-        self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
-        self.dtype = model.cfg.compute_dtype
         self._steps = {}
 
     def init(self):
@@ -108,12 +104,61 @@ class Trainer:
             batch = sharding.local_batch(batch, self.mesh)
         return sharding.global_batch(batch, self.mesh)
 
-    def _scalars(self, key, beta):
-        """The step's key (as raw key data) and beta, replicated on every process."""
+    def _scalars(self, key, *values):
+        """The step's key (as raw key data) and float scalars, replicated on every process."""
         data = np.asarray(jax.random.key_data(key))
         return tuple(
-            jax.make_array_from_process_local_data(self.replicated, x) for x in (data, np.float32(beta))
+            jax.make_array_from_process_local_data(self.replicated, x)
+            for x in (data, *(np.float32(v) for v in values))
         )
+
+    def loss(self, trainable, rest, batch, key, *scalars):
+        raise NotImplementedError
+
+    def _step(self, trainable, opt_state, rest, batch, key_data, *scalars, static):
+        """Frozen weights (`rest`) are an argument, not constants baked into the program."""
+        key = jax.random.wrap_key_data(key_data)
+        loss = jax.value_and_grad(self.loss, has_aux=True)
+        (total, parts), grads = loss(trainable, rest, batch, key, *scalars, static)
+        updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        return trainable, opt_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **parts}
+
+    def update(self, trainable, opt_state, batch, key, *scalars, static=None):
+        """One update. `batch`: host arrays, `sharding.local_batch` output, or global arrays; `static`
+        (hashable) selects a compiled variant."""
+        batch = self.place(batch)
+        batch_shardings = {k: v.sharding for k, v in batch.items()}
+        sig = (static, len(scalars), tuple((k, v.shape, v.sharding) for k, v in sorted(batch.items())))
+        if sig not in self._steps:
+            rep = self.replicated
+            self._steps[sig] = jax.jit(
+                functools.partial(self._step, static=static),
+                in_shardings=(self.shardings, self.opt_shardings, self.rest_shardings, batch_shardings, rep)
+                + (rep,) * len(scalars),
+                out_shardings=(self.shardings, self.opt_shardings, rep),
+                donate_argnums=(0, 1),
+            )
+        with jax.set_mesh(self.mesh):
+            return self._steps[sig](trainable, opt_state, self.rest, batch, *self._scalars(key, *scalars))
+
+    def merged_model(self, trainable) -> nnx.Module:
+        """The full model on this host (what export and analysis want), whatever the mesh."""
+        local = jax.tree.map(jnp.asarray, sharding.to_host((trainable, self.rest)))
+        return nnx.merge(self.graphdef, *local)
+
+
+class Trainer(ShardedTrainer):
+    """BGS: binds normalisation, margin and the RSA split outside the jitted step."""
+
+    def __init__(
+        self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False,
+        mesh=None,
+    ):  # fmt: skip
+        super().__init__(model, optimizer, mesh=mesh)
+        self.augment = augment
+        self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
+        self.dtype = model.cfg.compute_dtype
 
     def _model(self, trainable, rest, key=None, *, train: bool):
         m = nnx.merge(self.graphdef, trainable, rest, copy=True)  # fresh variables at this trace level
@@ -197,39 +242,6 @@ class Trainer:
             total = total + beta * parts["rsa"]
         return total, parts
 
-    def _step(self, trainable, opt_state, rest, batch, key_data, beta, w: LossWeights):
-        """Frozen weights (`rest`) are an argument, not constants baked into the program."""
-        key = jax.random.wrap_key_data(key_data)
-        loss = jax.value_and_grad(self.loss, has_aux=True)
-        (total, parts), grads = loss(trainable, rest, batch, key, beta, w)
-        updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
-        trainable = optax.apply_updates(trainable, updates)
-        return trainable, opt_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **parts}
-
     def step(self, trainable, opt_state, batch, key, beta, w: LossWeights):
-        """One update. `batch`: host arrays, `sharding.local_batch` output, or global arrays."""
-        batch = self.place(batch)
-        batch_shardings = {k: v.sharding for k, v in batch.items()}
-        sig = (w, tuple((k, v.shape, v.sharding) for k, v in sorted(batch.items())))
-        if sig not in self._steps:
-            rep = self.replicated
-            self._steps[sig] = jax.jit(
-                functools.partial(self._step, w=w),
-                in_shardings=(
-                    self.shardings,
-                    self.opt_shardings,
-                    self.rest_shardings,
-                    batch_shardings,
-                    rep,
-                    rep,
-                ),
-                out_shardings=(self.shardings, self.opt_shardings, rep),
-                donate_argnums=(0, 1),
-            )
-        with jax.set_mesh(self.mesh):
-            return self._steps[sig](trainable, opt_state, self.rest, batch, *self._scalars(key, beta))
-
-    def merged_model(self, trainable) -> nnx.Module:
-        """The full model on this host (what export and analysis want), whatever the mesh."""
-        local = jax.tree.map(jnp.asarray, sharding.to_host((trainable, self.rest)))
-        return nnx.merge(self.graphdef, *local)
+        """One BGS update; `w` picks the compiled variant (with or without the RSA term)."""
+        return self.update(trainable, opt_state, batch, key, beta, static=w)
