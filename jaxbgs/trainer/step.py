@@ -9,6 +9,7 @@ spent on them.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 
@@ -69,7 +70,7 @@ def make_optimizer(
     return optax.inject_hyperparams(optax.adamw)(learning_rate=fn, weight_decay=weight_decay)
 
 
-class ShardedTrainer:
+class ShardedTrainer(abc.ABC):
     """The model-independent half of a trainer: split the trainable state from the frozen rest once,
     place both on `mesh` (default: all devices, data parallel) by `jaxbgs.sharding`'s rules, and jit
     one pure update per static configuration with explicit in/out shardings and donation. The same
@@ -112,8 +113,9 @@ class ShardedTrainer:
             for x in (data, *(np.float32(v) for v in values))
         )
 
+    @abc.abstractmethod
     def loss(self, trainable, rest, batch, key, *scalars):
-        raise NotImplementedError
+        """(total, parts) of one batch; the subclass's objective."""
 
     def _step(self, trainable, opt_state, rest, batch, key_data, *scalars, static):
         """Frozen weights (`rest`) are an argument, not constants baked into the program."""
