@@ -23,8 +23,38 @@ from jaxbgs.errors import InputError
 LOSSES = ("hybrid", "triplet", "rsa", "budget_matched", "distill")
 
 
+class RunConfig:
+    """What every experiment family shares (BGS `Experiment`, `SocialFusionExperiment`): the device
+    mesh from `mesh_*` fields, the run directory from `out`, and JSON both ways."""
+
+    def _check_mesh(self, where: str) -> None:
+        mesh = (self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
+        if any(m == 0 or m < -1 for m in mesh) or mesh.count(-1) > 1:
+            raise InputError(
+                f"mesh (data, fsdp, tensor) = {mesh}", where=where,
+                fix="give sizes >= 1, at most one of them -1 (the remaining devices)",
+            )  # fmt: skip
+
+    @property
+    def mesh(self):
+        from jaxbgs.sharding import MeshConfig
+
+        return MeshConfig(self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
+
+    @property
+    def run_dir(self) -> str:
+        return self.out.format(name=self.name)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict):
+        return override(cls(), dict(d), parse=False)
+
+
 @dataclasses.dataclass(frozen=True)
-class Experiment:
+class Experiment(RunConfig):
     name: str = "base"
     description: str = ""
     # inputs: all local; absent ones stop the run before any work, naming what to provide
@@ -129,31 +159,9 @@ class Experiment:
             )
         if self.mode == "video" and self.video_batch < 3:
             raise InputError("video_batch must be >= 3 (a trial needs 3 videos)", where=f"--exp {self.name}")
-        mesh = (self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
-        if any(m == 0 or m < -1 for m in mesh) or mesh.count(-1) > 1:
-            raise InputError(
-                f"mesh (data, fsdp, tensor) = {mesh}", where=f"--exp {self.name}",
-                fix="give sizes >= 1, at most one of them -1 (the remaining devices)",
-            )  # fmt: skip
+        self._check_mesh(f"--exp {self.name}")
         if not 0 < self.val_fraction < 1:
             raise InputError("val_fraction must be in (0, 1)", where=f"--exp {self.name}")
-
-    @property
-    def mesh(self):
-        from jaxbgs.sharding import MeshConfig
-
-        return MeshConfig(self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
-
-    @property
-    def run_dir(self) -> str:
-        return self.out.format(name=self.name)
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, d: dict) -> Experiment:
-        return override(cls(), {k: v for k, v in d.items()}, parse=False)
 
 
 def _coerce(name: str, hint, value, parse: bool):

@@ -22,6 +22,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 
+from experiments import RunConfig
 from jaxbgs.errors import InputError
 
 TASKS = ("gesture", "pisc_domain", "pisc_relation", "lam", "gaze", "emotion")
@@ -29,7 +30,7 @@ ENCODERS = ("clip", "dinov2", "siglip")
 
 
 @dataclasses.dataclass(frozen=True)
-class SocialFusionExperiment:
+class SocialFusionExperiment(RunConfig):
     name: str = "socialfusion-base"
     description: str = ""
     tasks: tuple[str, ...] = TASKS
@@ -98,23 +99,7 @@ class SocialFusionExperiment:
                 raise InputError(
                     f"data_dirs entry {entry!r}", where=where, fix="use task:DIR, e.g. lam:/data/lam"
                 )
-        mesh = (self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
-        if any(m == 0 or m < -1 for m in mesh) or mesh.count(-1) > 1:
-            raise InputError(
-                f"mesh (data, fsdp, tensor) = {mesh}",
-                where=where,
-                fix="give sizes >= 1, at most one of them -1 (the remaining devices)",
-            )
-
-    @property
-    def mesh(self):
-        from jaxbgs.sharding import MeshConfig
-
-        return MeshConfig(self.mesh_data, self.mesh_fsdp, self.mesh_tensor)
-
-    @property
-    def run_dir(self) -> str:
-        return self.out.format(name=self.name)
+        self._check_mesh(where)
 
     @property
     def lam(self) -> float:
@@ -122,15 +107,6 @@ class SocialFusionExperiment:
         if self.gaze_weight is not None:
             return self.gaze_weight
         return 1.0 / max(1, sum(t != "gaze" for t in self.tasks))
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, d: dict) -> SocialFusionExperiment:
-        from experiments import override
-
-        return override(cls(), dict(d), parse=False)
 
 
 SOCIALFUSION: dict[str, Callable[[], SocialFusionExperiment]] = {}

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -41,18 +40,11 @@ from jaxbgs.files import write_text_atomic
 from jaxbgs.models import llama
 from jaxbgs.socialfusion import features, gaze, metrics, prompts
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
+from jaxbgs.socialfusion.data.synthetic import DEMO_DIRS, write_demo_datasets  # DEMO_DIRS: also real layouts
 from jaxbgs.socialfusion.model import Config, SocialFusion
-from jaxbgs.trainer.loop import TrainingError, _ckpt_manager, _Stop
+from jaxbgs.trainer.loop import Progress, TrainingError, _ckpt_manager, _save, _Stop, restore
 from jaxbgs.trainer.step import ShardedTrainer, make_optimizer
 
-DATA_DIRS = {
-    "gesture": "hagrid",
-    "pisc_domain": "pisc",
-    "pisc_relation": "pisc",
-    "lam": "ego4d_lam",
-    "gaze": "gazefollow",
-    "emotion": "affectnet",
-}
 DEMO_EMBED_STD = 0.5
 WHERE = {
     "data": "a directory holding the datasets in their native layouts: hagrid/ (HaGRIDv2), pisc/ (PISC), "
@@ -88,13 +80,11 @@ def data_dir(exp: SocialFusionExperiment, task: str) -> Path:
         raise InputError(
             f"experiment {exp.name!r} needs --data", fix=f"provide {WHERE['data']}. Nothing was run"
         )
-    return Path(exp.data).expanduser() / DATA_DIRS[task]
+    return Path(exp.data).expanduser() / DEMO_DIRS[task]
 
 
 def demo_root(exp: SocialFusionExperiment) -> Path:
     """The demo's generated datasets (written once per seed into the cache)."""
-    from jaxbgs.socialfusion.data.synthetic import write_demo_datasets
-
     root = Path(exp.cache) / f"socialfusion-demo-data-seed{exp.seed}-n{exp.demo_per_class}"
     if not (root / ".complete").is_file():
         write_demo_datasets(root, seed=exp.seed, image_size=96, per_class=exp.demo_per_class)
@@ -127,17 +117,24 @@ def check_inputs(exp: SocialFusionExperiment) -> None:
 def load_tokenizer(exp: SocialFusionExperiment):
     if exp.demo:
         return prompts.demo_tokenizer()
+    return llama.load_tokenizer(llm_dir(exp))
+
+
+def llm_dir(exp: SocialFusionExperiment) -> Path:
+    """`--weights` as given, or the HF cache's copy of a Hub id."""
+    path = Path(exp.weights).expanduser()
+    if path.exists():
+        return path
     from jaxbgs.eval.language import resolve_model_dir
 
-    path = Path(exp.weights).expanduser()
-    return llama.load_tokenizer(path if path.exists() else resolve_model_dir(exp.weights))
+    return resolve_model_dir(exp.weights)
 
 
 def load_data(exp: SocialFusionExperiment, encoder: features.Encoder, tokenizer) -> RunData:
     root = demo_root(exp) if exp.demo else None
     train, evals, dropped = {}, {}, {}
     for task in exp.tasks:
-        where = root / DATA_DIRS[task] if root is not None else data_dir(exp, task)
+        where = root / DEMO_DIRS[task] if root is not None else data_dir(exp, task)
         pools = []
         for split in ("train", EVAL_SPLIT[task]):
             samples = read(task, where, split, limit=exp.limit)
@@ -311,12 +308,9 @@ def build_model(exp: SocialFusionExperiment, cfg: Config) -> SocialFusion:
         emb.set_value(emb[...] * (DEMO_EMBED_STD / 0.02))
     else:
         from checkpoints_convert import convert
-        from jaxbgs.eval.language import resolve_model_dir
 
-        path = Path(exp.weights).expanduser()
-        src = path if path.exists() else resolve_model_dir(exp.weights)
         llm, _, _ = convert.from_torch(
-            "llama", src, lora=cfg.lora, seed=exp.seed, dtype=exp.dtype, remat=exp.remat
+            "llama", llm_dir(exp), lora=cfg.lora, seed=exp.seed, dtype=exp.dtype, remat=exp.remat
         )
         if llm.cfg.hidden_size != cfg.llm.hidden_size or llm.cfg.vocab_size != cfg.llm.vocab_size:
             cfg = dataclasses.replace(cfg, llm=llm.cfg)
@@ -354,40 +348,6 @@ def prepare(exp: SocialFusionExperiment):
 
 
 # ----------------------------------------------------------------------------------------------- fit
-
-
-@dataclasses.dataclass
-class Progress:
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    done: bool = False
-
-
-def _save(mgr, progress: Progress, trainable, opt_state, run_dir: Path) -> None:
-    if mgr.latest_step() != progress.global_step:
-        mgr.save(
-            progress.global_step,
-            args=ocp.args.StandardSave({"trainable": trainable, "opt_state": opt_state}),
-            force=True,
-        )
-        mgr.wait_until_finished()
-    if sharding.is_main_process():
-        write_text_atomic(run_dir / "progress.json", json.dumps(dataclasses.asdict(progress)) + "\n")
-
-
-def restore(run_dir: Path, trainer: Trainer):
-    mgr = _ckpt_manager(run_dir)
-    step = mgr.latest_step()
-    if step is None or not (run_dir / "progress.json").is_file():
-        raise InputError("no checkpoint to resume from", file=run_dir, fix="start without --resume")
-    trainable, opt_state = trainer.init()
-    state = mgr.restore(step, args=ocp.args.StandardRestore({"trainable": trainable, "opt_state": opt_state}))
-    return (
-        state["trainable"],
-        state["opt_state"],
-        Progress(**json.loads((run_dir / "progress.json").read_text())),
-    )
 
 
 def fit(exp: SocialFusionExperiment, trainer: Trainer, data: RunData, run_dir: Path, *, resume: bool = False):
