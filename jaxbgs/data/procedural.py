@@ -489,6 +489,14 @@ class DemoData:
         """The observers' similarity space (the ideal model), (n, d) in video-id order."""
         return social_embedding(self.latents)
 
+    def judge(
+        self, ids: np.ndarray, repeats: int, split: str, *, seed, trials_per_participant: int = 100
+    ) -> Trials:
+        """A further session: `repeats` set covers of the pairs of `ids`, answered by the same
+        simulated observers (e.g. a validation design on videos held out of training)."""
+        rng, ids = np.random.default_rng(seed), np.asarray(ids)
+        return _judge(self.social, ids, repeats, split, self.temperature, trials_per_participant, rng)
+
 
 def _design(ids: np.ndarray, repeats: int, rng: np.random.Generator) -> np.ndarray:
     # pool_size 2000: about 3x faster than the default on 200 items for 1.6% more triplets.
@@ -511,6 +519,10 @@ def _answer(
     rt = np.clip(1.0 + 2.5 * np.exp(-3.0 * margin) * rng.lognormal(0.0, 0.3, len(items)), 1.0, 6.0)
     who = np.array([f"{split}-observer-{t // per_participant:03d}" for t in range(len(items))], dtype=object)
     return Trials(items, odd, who, np.round(rt, 3), source=f"<procedural demo, {split}>")
+
+
+def _judge(emb, ids, repeats: int, split: str, temperature: float, per_participant: int, rng) -> Trials:
+    return _answer(emb, _design(ids, repeats, rng), split, temperature, per_participant, rng)
 
 
 def make_demo(
@@ -543,8 +555,8 @@ def make_demo(
     perm = rng.permutation(n_videos)
     test_ids, train_ids = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     emb = social_embedding(latents)
-    train = _answer(emb, _design(train_ids, r_train, rng), "train", temperature, trials_per_participant, rng)
-    test = _answer(emb, _design(test_ids, r_test, rng), "test", temperature, trials_per_participant, rng)
+    train = _judge(emb, train_ids, r_train, "train", temperature, trials_per_participant, rng)
+    test = _judge(emb, test_ids, r_test, "test", temperature, trials_per_participant, rng)
     return DemoData(
         clips=clips,
         latents=latents,

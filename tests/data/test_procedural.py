@@ -233,3 +233,18 @@ def test_latent_ratings_are_the_continuous_scales_by_name():
     for j, name in enumerate(names):
         np.testing.assert_allclose(values[:, j], getattr(z, name), rtol=1e-6)
     assert not set(names) & {"interaction", "color_a", "shape_a"}  # categorical: not a rating scale
+
+
+def test_a_further_session_judges_its_own_design(demo):
+    ids = demo.train_ids[:20]
+    val = demo.judge(ids, 2, "val", seed=[0, 21])
+    assert val.within(ids).all()
+    assert (pair_matrix(val, ids).counts[np.triu_indices(len(ids), 1)] >= 2).all()
+    assert all(p.startswith("val-observer-") for p in val.participant)
+    again, other = demo.judge(ids, 2, "val", seed=[0, 21]), demo.judge(ids, 2, "val", seed=[1, 21])
+    np.testing.assert_array_equal(again.items, val.items)
+    np.testing.assert_array_equal(again.odd, val.odd)
+    assert not np.array_equal(other.items, val.items)
+    # The same observers: their odd ones follow the social space, as in the main sessions.
+    m = pair_matrix(val, ids)
+    assert rsa(aligned_similarity(demo.social, np.arange(len(demo.video_names)), m), m).r2 > 0.1

@@ -1,7 +1,9 @@
-"""The demo encoder's pretraining targets: non-social, and about what the clips actually show."""
+"""The demo encoder's pretraining targets (non-social, and about what the clips actually show), and
+the demo's data split."""
 
 import numpy as np
 
+import experiments
 from jaxbgs.data import procedural
 from jaxbgs.trainer import demo
 
@@ -37,3 +39,13 @@ def test_targets_are_weighted_standardised_groups():
     r = np.abs(np.corrcoef(y.T, social.T)[: y.shape[1], y.shape[1] :])
     assert r.shape[1] == 9
     assert (np.delete(r, 7, axis=1) < 0.98).all(), np.delete(r, 7, axis=1).max(0)
+
+
+def test_validation_videos_get_their_own_judged_design():
+    data, _ = demo.demo_data(experiments.get("demo"))
+    n = len(data.val_ids)
+    assert data.val.within(data.val_ids).all() and not np.isin(data.train.items, data.val_ids).any()
+    # Every pair of validation videos judged in each of the session's set covers: not the ~90 trials
+    # (about one per pair) that the stimulus-disjoint carve of the training trials leaves.
+    assert (data.val_matrix.counts[np.triu_indices(n, 1)] >= demo.VAL_REPEATS).all()
+    assert len(data.val) > 5 * n
