@@ -38,6 +38,12 @@ _CHUNK = 64  # heads per block when averaging distances over every heatmap cell
 # ------------------------------------------------------------------------------------ target map
 
 
+def prior_logit(size: int = SIZE, sigma: float = SIGMA) -> float:
+    """The logit of a target map's mean pixel (one blob in the middle of the map)."""
+    p = float(target_heatmap(np.array([0.5, 0.5]), size, sigma).mean())
+    return float(np.log(p / (1 - p)))
+
+
 def target_heatmap(points, size: int = SIZE, sigma: float = SIGMA) -> np.ndarray:
     """float32 (..., size, size) training targets of normalised (x, y) `points` (..., 2).
 

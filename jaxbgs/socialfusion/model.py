@@ -27,7 +27,7 @@ from flax import nnx, struct
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, LoRAConfig, TrainableParam
 from jaxbgs.models import llama
-from jaxbgs.socialfusion.gaze import upsample_bilinear
+from jaxbgs.socialfusion.gaze import prior_logit, upsample_bilinear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,10 @@ class GazeHead(nnx.Module):
         self.up_kernel = TrainableParam(
             jax.random.uniform(key, (2, 2, channels, 1), jnp.float32, -bound, bound)
         )
-        self.up_bias = TrainableParam(jnp.zeros((1,)))
+        # Start at the targets' base rate (a Gaussian blob is ~1% of the map), not at p = 0.5: otherwise
+        # the first tens of steps only push every pixel down, through the connector and adapters that
+        # the other tasks share (RetinaNet's prior initialisation).
+        self.up_bias = TrainableParam(jnp.full((1,), prior_logit(out), jnp.float32))
 
     def __call__(self, tokens):
         """(B, grid*grid, d) image-token states -> (B, out, out) logits."""

@@ -40,7 +40,11 @@ from jaxbgs.files import write_text_atomic
 from jaxbgs.models import llama
 from jaxbgs.socialfusion import features, gaze, metrics, prompts
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
-from jaxbgs.socialfusion.data.synthetic import DEMO_DIRS, write_demo_datasets  # DEMO_DIRS: also real layouts
+from jaxbgs.socialfusion.data.synthetic import (
+    DEMO_DIRS,
+    VERSION,
+    write_demo_datasets,
+)  # DEMO_DIRS: also real layouts
 from jaxbgs.socialfusion.model import Config, SocialFusion
 from jaxbgs.trainer.loop import Progress, TrainingError, _ckpt_manager, _save, _Stop, restore
 from jaxbgs.trainer.step import ShardedTrainer, make_optimizer
@@ -85,7 +89,7 @@ def data_dir(exp: SocialFusionExperiment, task: str) -> Path:
 
 def demo_root(exp: SocialFusionExperiment) -> Path:
     """The demo's generated datasets (written once per seed into the cache)."""
-    root = Path(exp.cache) / f"socialfusion-demo-data-seed{exp.seed}-n{exp.demo_per_class}"
+    root = Path(exp.cache) / f"socialfusion-demo-data-v{VERSION}-seed{exp.seed}-n{exp.demo_per_class}"
     if not (root / ".complete").is_file():
         write_demo_datasets(root, seed=exp.seed, image_size=96, per_class=exp.demo_per_class)
         (root / ".complete").write_text("ok\n")
@@ -436,8 +440,9 @@ def class_scores(data: RunData, task: str, logits: np.ndarray) -> np.ndarray:
     return np.where(opt >= 0, p[:, np.maximum(opt, 0)], 0.0)
 
 
-def evaluate(trainer: Trainer, trainable, data: RunData, *, batch: int = 32) -> dict:
-    """Per task: the paper's metrics on its evaluation split and their chance levels."""
+def evaluate(trainer: Trainer, trainable, data: RunData, *, batch: int = 32, n_perm: int = 2000) -> dict:
+    """Per task: the paper's metrics on its evaluation split, their chance levels and, for the
+    classification tasks, the label-shuffle null (its mean and the permutation p)."""
     out = {}
     for task in data.tasks:
         pool = data.eval[task]
@@ -457,18 +462,27 @@ def evaluate(trainer: Trainer, trainable, data: RunData, *, batch: int = 32) -> 
         out[task] = {
             "metrics": metrics.task_metrics(task, scores, labels),
             "chance": metrics.chance(task, labels),
-            "n": int(len(labels)),
+            "n": int(len(scores)),
         }
+        if task != "gaze":  # what scores unrelated to the labels reach here, and how often
+            null = metrics.permutation_null(task, scores, labels, n_perm=n_perm, seed=0)
+            out[task] |= {
+                "null": {k: v["null"] for k, v in null.items()},
+                "p": {k: v["p"] for k, v in null.items()},
+            }
     return out
 
 
 def margins(results: dict) -> dict:
-    """Per task and metric: how far the model is past chance (positive = better; L2s: chance minus ours)."""
+    """Per task and metric: how far the model is past chance (positive = better; L2s: chance minus ours);
+    for classification the chance is the label-shuffle null's mean where it is higher than 1 / C."""
     out = {}
     for task, r in results.items():
         out[task] = {}
         for k, v in r["metrics"].items():
             c = r["chance"][k]
+            if k in r.get("null", {}):
+                c = max(c, r["null"][k])
             out[task][k] = float(c - v if k in metrics.LOWER_IS_BETTER else v - c)
     return out
 
@@ -523,6 +537,11 @@ def summary(res: dict) -> str:
         return json.dumps(res)
     lines = []
     for task, r in res["tasks"].items():
-        parts = [f"{k} {v:.3f} (chance {r['chance'][k]:.3f})" for k, v in r["metrics"].items()]
+        parts = []
+        for k, v in r["metrics"].items():
+            ref = f"chance {r['chance'][k]:.3f}"
+            if k in r.get("null", {}):
+                ref += f", shuffled {r['null'][k]:.3f}, p {r['p'][k]:.4f}"
+            parts.append(f"{k} {v:.3f} ({ref})")
         lines.append(f"{task:>14}: " + ", ".join(parts))
     return "\n".join(lines)

@@ -173,3 +173,47 @@ def test_bad_input_is_an_input_error():
         M.lam_map([[2.0, 3.0]], [1])
     with pytest.raises(InputError, match="points, sizes"):
         M.task_metrics("gaze", np.zeros((1, 64, 64)), [0])
+
+
+def _looped_null(task, scores, y, n_perm, seed):
+    """The same shuffles as `permutation_null`, scored one at a time with the public metrics."""
+    shuffled = np.random.default_rng(seed).permuted(np.tile(y, (n_perm, 1)), axis=1)
+    rows = [M.task_metrics(task, scores, row) for row in shuffled]
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+@pytest.mark.parametrize("task", ["pisc_relation", "emotion", "lam"])
+def test_permutation_null_equals_scoring_each_shuffle(task):
+    rng = np.random.default_rng(4)
+    c = M.N_CLASSES[task]
+    y = np.repeat(np.arange(c), 5)
+    scores = rng.random(len(y)) if task == "lam" else rng.normal(size=(len(y), c))
+    scores = scores + 0.3 * (y == 1) if task == "lam" else scores + np.eye(c)[y]  # somewhat informative
+    got = M.permutation_null(task, scores, y, n_perm=200, seed=7)
+    loop = _looped_null(task, scores, y, 200, 7)
+    observed = M.task_metrics(task, scores, y)
+    assert set(got) == set(observed)
+    for k, null in loop.items():
+        assert got[k]["null"] == pytest.approx(null.mean(), abs=1e-12)
+        assert got[k]["p"] == pytest.approx((1 + np.sum(null >= observed[k] - 1e-12)) / 201)
+
+
+def test_shuffled_labels_beat_one_over_c_on_small_splits():
+    # Why evaluation reports the null: unrelated scores on 6 classes x 24 samples reach mAP ~0.19.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 24)
+    unrelated = M.permutation_null("pisc_relation", rng.random((144, 6)), y, n_perm=500)
+    assert 0.18 < unrelated["map"]["null"] < 0.21 and M.chance("pisc_relation", y)["map"] == pytest.approx(
+        1 / 6
+    )
+    assert unrelated["map"]["p"] > 0.05
+    informative = M.permutation_null("pisc_relation", np.eye(6)[y] + rng.random((144, 6)), y, n_perm=500)
+    assert informative["map"]["p"] == pytest.approx(1 / 501)
+
+
+def test_permutation_null_rejects_gaze_and_no_shuffles():
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(InputError, match="classification"):
+        M.permutation_null("gaze", np.zeros((4, 8, 8)), y)
+    with pytest.raises(InputError, match="n_perm"):
+        M.permutation_null("lam", np.full(4, 0.5), y, n_perm=0)

@@ -11,6 +11,7 @@ from flax import nnx
 
 from jaxbgs.lora import LoRAParam, Trainable
 from jaxbgs.models import llama
+from jaxbgs.socialfusion import gaze as G
 from jaxbgs.socialfusion.model import Config, GazeHead, SocialFusion, box_mask
 
 TINY_LLM = llama.Config(
@@ -120,3 +121,13 @@ def test_only_connector_box_gaze_and_adapters_train(model):
     assert all(np.isfinite(v) for v in norms.values())
     assert norms["box_embedding"] > 0 and norms["gaze/up_kernel"] > 0
     assert any(v > 0 for k, v in norms.items() if "lora_b" in k)
+
+
+def test_a_fresh_gaze_head_predicts_the_targets_base_rate():
+    # Zero image-token states leave only the bias: sigmoid of it is a target map's mean pixel, so the
+    # first steps learn where, not to push every pixel from 0.5 down through the shared connector.
+    head = GazeHead(8, 5, 3, 64, rngs=nnx.Rngs(0))
+    logits = np.asarray(head(jnp.zeros((2, 9, 8))))
+    target = G.target_heatmap(np.array([0.5, 0.5]), 64)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), target.mean(), rtol=1e-5)
+    assert G.prior_logit(64) < -4  # a sigma-3 blob is ~1% of a 64 x 64 map

@@ -47,7 +47,9 @@ from jaxbgs.socialfusion.data.lam import STRIDE
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT
 from jaxbgs.socialfusion.data.samples import CLASSES, RELATION_DOMAIN
 
-__all__ = ["DEMO_CLASSES", "DEMO_DIRS", "write_demo_datasets"]
+__all__ = ["DEMO_CLASSES", "DEMO_DIRS", "VERSION", "write_demo_datasets"]
+
+VERSION = 2  # of what the writers draw: part of the demo cache's name, so a change is never read stale
 
 DEMO_CLASSES: dict[str, tuple[str, ...]] = {
     "gesture": ("fist", "one", "peace", "palm"),
@@ -217,7 +219,8 @@ def _hagrid(out: Path, splits, n: int, size: int, rng_for) -> None:
                 px = rng.uniform(0.35, 0.65) * w
                 c.rect(px - 0.17 * w, 0.45 * h, px + 0.17 * w, h, _pick(rng, SHIRTS))  # the person
                 c.disc(px, 0.3 * h, 0.12 * h, _pick(rng, SKIN))
-                side, skin, s = rng.choice([-1, 1]), _pick(rng, SKIN), rng.uniform(0.09, 0.11) * h
+                # A large raised hand: the finger count must survive a 12 px patch grid at 96 px.
+                side, skin, s = rng.choice([-1, 1]), _pick(rng, SKIN), rng.uniform(0.15, 0.17) * h
                 hx = np.clip(px + side * rng.uniform(0.24, 0.3) * w, 2.2 * s, w - 2.2 * s)
                 box = _hand(c, hx, rng.uniform(0.42, 0.6) * h, s, FINGERS[target], skin, rng.uniform(-15, 15))
                 hands = [(box, target)]
