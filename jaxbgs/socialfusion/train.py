@@ -40,11 +40,9 @@ from jaxbgs.files import write_text_atomic
 from jaxbgs.models import llama
 from jaxbgs.socialfusion import features, gaze, metrics, prompts
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
-from jaxbgs.socialfusion.data.synthetic import (
-    DEMO_DIRS,
-    VERSION,
-    write_demo_datasets,
-)  # DEMO_DIRS: also real layouts
+
+# DEMO_DIRS: the sub-directory names of real layouts too
+from jaxbgs.socialfusion.data.synthetic import DEMO_DIRS, VERSION, write_demo_datasets
 from jaxbgs.socialfusion.model import Config, SocialFusion
 from jaxbgs.trainer.loop import Progress, TrainingError, _ckpt_manager, _save, _Stop, restore
 from jaxbgs.trainer.step import ShardedTrainer, make_optimizer
