@@ -13,7 +13,11 @@ over the seeds, and video mode's averaged curve has to reach them:
 Video mode gets a fifth of the clips triplet mode needed for "epoch", with its own learning rate
 and a cosine schedule over that budget if asked.
 
-    python benchmarks/video_batched.py --video-lr 3e-3 --video-schedule cosine --json OUT
+    python benchmarks/video_batched.py --order-seeds 6 --video-batch 64 --video-lr 5e-3 \
+        --video-schedule cosine --video-budget 16012 --json OUT
+
+(about 35 minutes on 2 CPU cores; docs/benchmarks.md). Seeds can also run in parts (`--first-seed`,
+`--target`) and be pooled afterwards without training: `--pool-triplet A.json --pool-video B.json`.
 
 Prints clip forward passes to each target for both modes and their ratio (> 1: video mode needs
 fewer), also per seed. Not a test.
@@ -96,6 +100,66 @@ def targets_of(curve: list[dict]) -> dict[str, tuple[float, int]]:
     return out
 
 
+def report(tri: dict, vids: dict, targets: dict, budget_v: int) -> dict:
+    """Print and return clips to each target for video mode's mean curve and per seed."""
+    vid_mean = mean_curve(list(vids.values()))
+    result = {"targets": {}, "curves": {"triplet": tri, "video": vids, "video_mean": vid_mean}}
+    for name, (t, c) in targets.items():
+        v = first_reaching(vid_mean, t)
+        per_seed = [first_reaching(curve, t) for curve in vids.values()]
+        result["targets"][name] = {"val_r2": t, "triplet_clips": c, "video_clips": v,
+                                   "ratio": c / v if v else None, "per_seed": per_seed}  # fmt: skip
+        verdict = f"after {v} clips: {c / v:.1f}x fewer" if v else f"not within {budget_v} clips"
+        print(
+            f"{name} ({t:.4f}, triplet mode {c} clips): video mode's mean curve {verdict}; seeds {per_seed}"
+        )
+    for mode, curves in (("triplet", tri), ("video", vids)):
+        for seed, curve in curves.items():
+            r2 = [r["val_r2"] for r in curve]
+            print(f"{mode} seed {seed}: best {max(r2):.4f}, last 4 evaluations {np.mean(r2[-4:]):.4f}")
+    return result
+
+
+SETTINGS = (
+    "video_batch",
+    "video_lr",
+    "video_schedule",
+    "video_weight_decay",
+    "video_loss",
+    "video_budget",
+    "every",
+)
+
+
+def pool(triplet_paths: list[str], video_paths: list[str]) -> dict:
+    """Pool runs made in parts (e.g. order seeds 0-2 and 3-5): the targets from the triplet curves of
+    `triplet_paths`, video mode's mean over the video curves of `video_paths` (same settings), cut
+    at the pooled target's budget (a fifth of its clips) where they run past it."""
+    curves = {}
+    for mode, paths in (("triplet", triplet_paths), ("video", video_paths)):
+        curves[mode] = {}
+        for path in paths:
+            for seed, curve in json.load(open(path))["curves"][mode].items():
+                if seed in curves[mode]:
+                    raise SystemExit(f"{path}: {mode} order seed {seed} is also in another file")
+                curves[mode][seed] = curve
+        if not curves[mode]:
+            raise SystemExit(f"no {mode} curves in {paths}")
+    settings = [{k: run.get(k) for k in SETTINGS} for run in map(json.load, map(open, video_paths))]
+    if any(s != settings[0] for s in settings):
+        raise SystemExit(f"video curves made with different settings: {settings}")
+    targets = targets_of(mean_curve(list(curves["triplet"].values())))
+    budget_v = targets["epoch"][1] // 5
+    for seed, curve in curves["video"].items():  # cut at the budget (a curve may also end before it)
+        end = next((r["clips"] for r in curve if r["clips"] >= budget_v), curve[-1]["clips"])
+        curves["video"][seed] = [r for r in curve if r["clips"] <= end]
+    budget_v = min(budget_v, max(c[-1]["clips"] for c in curves["video"].values()))
+    n = len(curves["triplet"])
+    for name, (t, c) in targets.items():
+        print(f"target {name}: val R^2 {t:.4f} (mean of {n} seeds), first reached after {c} clips")
+    return report(curves["triplet"], curves["video"], targets, budget_v) | settings[0]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--every", type=int, default=1000, help="validate every this many clip forward passes")
@@ -117,10 +181,23 @@ def main() -> None:
         "--video-budget", type=int, help="video mode's clips (default: a fifth of triplet's to the target)"
     )
     p.add_argument("--video-wd", type=float, help="video mode's weight decay (default: the demo's)")
+    p.add_argument(
+        "--video-loss", choices=("hybrid", "triplet", "rsa"), help="video mode's loss (default: the demo's)"
+    )
     p.add_argument("--target", type=float, help="skip triplet mode: this validation R^2 is the target")
     p.add_argument("--target-clips", type=int, help="with --target: clips triplet mode needed to reach it")
     p.add_argument("--json", help="write the curves and the ratios here")
+    p.add_argument(
+        "--pool-triplet", nargs="+", metavar="JSON", help="no training: triplet curves of --json files"
+    )
+    p.add_argument("--pool-video", nargs="+", metavar="JSON", help="with --pool-triplet: their video curves")
     args = p.parse_args()
+    if args.pool_triplet or args.pool_video:
+        result = pool(args.pool_triplet or [], args.pool_video or [])
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return
 
     base = experiments.get("demo")
     if args.epochs:
@@ -149,7 +226,7 @@ def main() -> None:
     video_exp = dataclasses.replace(
         base, mode="video", video_batch=args.video_batch, lr=args.video_lr or base.lr,
         weight_decay=base.weight_decay if args.video_wd is None else args.video_wd,
-        lr_schedule=args.video_schedule,
+        lr_schedule=args.video_schedule, loss=args.video_loss or base.loss,
         decay_steps=-(-decay_clips // args.video_batch) if args.video_schedule != "constant" else 0,
     )  # fmt: skip
     trainer = prepare(video_exp)[3]  # same encoder and initial adapters, the video mode's optimiser
@@ -157,27 +234,12 @@ def main() -> None:
     for seed in seeds:
         print(f"video mode, order seed {seed}: batch {args.video_batch}, lr {video_exp.lr}, {budget_v} clips")
         vids[seed] = train_curve(video_exp, data, trainer, every=args.every, budget=budget_v, order_seed=seed)
-    vid_mean = mean_curve(list(vids.values()))
-    result = {"targets": {}}
-    for name, (t, c) in targets.items():
-        v = first_reaching(vid_mean, t)
-        per_seed = [first_reaching(vids[seed], t) for seed in seeds]
-        result["targets"][name] = {"val_r2": t, "triplet_clips": c, "video_clips": v,
-                                   "ratio": c / v if v else None, "per_seed": per_seed}  # fmt: skip
-        verdict = f"after {v} clips: {c / v:.1f}x fewer" if v else f"not within {budget_v} clips"
-        print(
-            f"{name} ({t:.4f}, triplet mode {c} clips): video mode's mean curve {verdict}; seeds {per_seed}"
-        )
-    for mode, curves in (("triplet", tri), ("video", vids)):
-        for seed, curve in curves.items():
-            r2 = [r["val_r2"] for r in curve]
-            print(f"{mode} seed {seed}: best {max(r2):.4f}, last 4 evaluations {np.mean(r2[-4:]):.4f}")
+    result = report(tri, vids, targets, budget_v)
     result |= {
         "video_batch": args.video_batch, "video_lr": video_exp.lr, "lr": base.lr, "every": args.every,
         "video_schedule": video_exp.lr_schedule, "video_decay_steps": video_exp.decay_steps,
-        "video_weight_decay": video_exp.weight_decay, "video_budget": budget_v, "epochs": base.epochs,
-        "order_seeds": args.order_seeds, "device": jax.devices()[0].device_kind,
-        "curves": {"triplet": tri, "video": vids, "video_mean": vid_mean},
+        "video_weight_decay": video_exp.weight_decay, "video_loss": video_exp.loss, "video_budget": budget_v,
+        "epochs": base.epochs, "order_seeds": args.order_seeds, "device": jax.devices()[0].device_kind,
     }  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
