@@ -156,7 +156,7 @@ _register(
     lr=3e-3,
     warmup_steps=30,
     batch_size=16,
-    epochs=40,
+    epochs=60,
     batch_by_task=True,
     gaze_weight=1.0,
 )

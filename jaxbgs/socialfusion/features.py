@@ -171,7 +171,10 @@ def _cache_dir(
 ) -> Path:
     h = hashlib.sha256(json.dumps([encoder.name, size, mode, task]).encode())
     for s in samples:
-        h.update(repr(dataclasses.astuple(s)).encode())
+        # size and mtime: a file rewritten in place (same name, new pixels) is never read stale; a
+        # missing one is left for `prepare` to report
+        st = os.stat(s.image) if os.path.isfile(s.image) else None
+        h.update(repr((dataclasses.astuple(s), st and (st.st_size, st.st_mtime_ns))).encode())
     return cache / "socialfusion" / f"{task}-{h.hexdigest()[:16]}"
 
 

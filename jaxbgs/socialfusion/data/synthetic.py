@@ -21,7 +21,8 @@ region only), so a small model beats chance after a few minutes of CPU training:
 - AffectNet: a face inside a larger image (the face box is the crop) whose mouth and brows encode
   one of DEMO_CLASSES["emotion"].
 
-Each split holds `per_class` samples per demo class (GazeFollow: 4 * per_class heads). "val" is
+Each evaluation split holds `per_class` samples per demo class (GazeFollow: 4 * per_class heads),
+each train split TRAIN_SCALE times as many. "val" is
 written as each dataset's evaluation split (`readers.EVAL_SPLIT`: GazeFollow's is "test"). LAM
 tracks are annotated every 13th frame (the reader interpolates between) and only the frames the
 baseline's stride 13 samples are written. Output is a pure function of the arguments (seeded numpy,
@@ -47,9 +48,15 @@ from jaxbgs.socialfusion.data.lam import STRIDE
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT
 from jaxbgs.socialfusion.data.samples import CLASSES, RELATION_DOMAIN
 
-__all__ = ["DEMO_CLASSES", "DEMO_DIRS", "VERSION", "write_demo_datasets"]
+__all__ = ["DEMO_CLASSES", "DEMO_DIRS", "TRAIN_SCALE", "VERSION", "write_demo_datasets"]
 
-VERSION = 2  # of what the writers draw: part of the demo cache's name, so a change is never read stale
+VERSION = 3  # of what the writers draw: part of the demo cache's name, so a change is never read stale
+
+# Train split sizes as multiples of `per_class`. The real datasets differ by orders of magnitude
+# (HaGRIDv2 1M images, PISC 22k) and joint training draws every task down to the smallest each
+# epoch, so the larger ones show the model fresh images from epoch to epoch instead of the same few
+# (with equal splits the demo's gesture task memorised its 96 training images).
+TRAIN_SCALE = {"hagrid": 4, "affectnet": 2, "gazefollow": 2, "pisc": 2, "ego4d_lam": 1}
 
 DEMO_CLASSES: dict[str, tuple[str, ...]] = {
     "gesture": ("fist", "one", "peace", "palm"),
@@ -208,10 +215,10 @@ def _write_json(path: Path, data) -> None:
 # -------------------------------------------------------------------------------------------- datasets
 
 
-def _hagrid(out: Path, splits, n: int, size: int, rng_for) -> None:
+def _hagrid(out: Path, splits, n_for, size: int, rng_for) -> None:
     w, h = size * 4 // 3, size
     for split in splits:
-        rng = rng_for(split)
+        rng, n = rng_for(split), n_for(split)
         for target in DEMO_CLASSES["gesture"]:
             entries = {}
             for _ in range(n):
@@ -220,7 +227,7 @@ def _hagrid(out: Path, splits, n: int, size: int, rng_for) -> None:
                 c.rect(px - 0.17 * w, 0.45 * h, px + 0.17 * w, h, _pick(rng, SHIRTS))  # the person
                 c.disc(px, 0.3 * h, 0.12 * h, _pick(rng, SKIN))
                 # A large raised hand: the finger count must survive a 12 px patch grid at 96 px.
-                side, skin, s = rng.choice([-1, 1]), _pick(rng, SKIN), rng.uniform(0.15, 0.17) * h
+                side, skin, s = rng.choice([-1, 1]), _pick(rng, SKIN), rng.uniform(0.19, 0.21) * h
                 hx = np.clip(px + side * rng.uniform(0.24, 0.3) * w, 2.2 * s, w - 2.2 * s)
                 box = _hand(c, hx, rng.uniform(0.42, 0.6) * h, s, FINGERS[target], skin, rng.uniform(-15, 15))
                 hands = [(box, target)]
@@ -286,12 +293,12 @@ def _pisc_image(rng, w: int, h: int, relation: int):
     return c, listed, key
 
 
-def _pisc(out: Path, splits, n: int, size: int, rng_for) -> None:
-    w, h = size * 2, size
+def _pisc(out: Path, splits, n_for, size: int, rng_for) -> None:
+    w, h = size * 4 // 3, size  # 4:3 like most photos: a 2:1 frame padded to a square halves the people
     infos, domain, relationship = [], {}, {}
     next_id = 1
     for split in splits:
-        rng = rng_for(split)
+        rng, n = rng_for(split), n_for(split)
         # The two subtasks have their own official splits: each gets images balanced over its classes.
         plans = {
             "relation": [r for r in range(6) for _ in range(n)],
@@ -320,11 +327,11 @@ def _pisc(out: Path, splits, n: int, size: int, rng_for) -> None:
     _write_json(out / "relationship.json", relationship)
 
 
-def _lam(out: Path, splits, n: int, size: int, rng_for) -> None:
+def _lam(out: Path, splits, n_for, size: int, rng_for) -> None:
     w, h = size * 2, size * 3 // 2
     frames = (1, 1 + STRIDE)  # the frames stride 13 samples from a track starting at frame 1
     for split in splits:
-        rng = rng_for(split)
+        rng, n = rng_for(split), n_for(split)
         clips, uids = [], []
         for k in range((n + 1) // 2):  # each person: one looking and one not-looking sample
             uid = _uid(rng)
@@ -394,12 +401,12 @@ def _gaze_scene(rng, w: int, h: int):
     return c, (hx - r, hy - r, hx + r, hy + r), (hx, hy), (tx, ty)
 
 
-def _gazefollow(out: Path, splits, n: int, size: int, rng_for) -> None:
+def _gazefollow(out: Path, splits, n_for, size: int, rng_for) -> None:
     w, h = size * 3 // 2, size
     for split in splits:
         native = EVAL_SPLIT["gaze"] if split == "val" else split
         folder = "train" if native == "train" else "test2"
-        rng = rng_for(split)
+        rng, n = rng_for(split), n_for(split)
         lines = io.StringIO()
         rows = csv.writer(lines, lineterminator="\n")
         for i in range(4 * n):
@@ -433,11 +440,11 @@ EXPRESSIONS = {  # AffectNet id -> (mouth, brows, valence, arousal)
 }
 
 
-def _affectnet(out: Path, splits, n: int, size: int, rng_for) -> None:
+def _affectnet(out: Path, splits, n_for, size: int, rng_for) -> None:
     side = size * 5 // 4
     ids = [CLASSES["emotion"].index(name) for name in DEMO_CLASSES["emotion"]]
     for split in splits:
-        rng = rng_for(split)
+        rng, n = rng_for(split), n_for(split)
         lines = io.StringIO()
         rows = csv.writer(lines, lineterminator="\n")
         rows.writerow(
@@ -483,9 +490,10 @@ def write_demo_datasets(
     """Write the five demo datasets under `root` (one sub-directory each, replaced atomically) and
     return {task: dataset root} for `readers.read(task, root, split)`.
 
-    `image_size` is the short side of most images (HaGRID 4:3, PISC 2:1, GazeFollow 3:2, LAM frames
-    4:3 at 1.5x, AffectNet square at 1.25x); `per_class` samples per demo class and split; `splits`
-    from ("train", "val"), "val" written as each dataset's evaluation split (readers.EVAL_SPLIT)."""
+    `image_size` is the short side of most images (HaGRID 4:3, PISC 4:3, GazeFollow 3:2, LAM frames
+    4:3 at 1.5x, AffectNet square at 1.25x); `per_class` samples per demo class in an evaluation
+    split (train: TRAIN_SCALE times as many); `splits` from ("train", "val"), "val" written as each
+    dataset's evaluation split (readers.EVAL_SPLIT)."""
     for name, value, low in (("image_size", image_size, 32), ("per_class", per_class, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(
@@ -502,6 +510,9 @@ def write_demo_datasets(
         def rng_for(split: str, k=k) -> np.random.Generator:
             return np.random.default_rng([seed, k, SPLITS.index(split)])
 
+        def n_for(split: str, name=name) -> int:
+            return per_class * (TRAIN_SCALE[name] if split == "train" else 1)
+
         with atomic_path(root / name, directory=True) as tmp:
-            write(tmp, splits, per_class, image_size, rng_for)
+            write(tmp, splits, n_for, image_size, rng_for)
     return {task: root / name for task, name in DEMO_DIRS.items()}

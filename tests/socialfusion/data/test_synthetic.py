@@ -16,7 +16,7 @@ from PIL import Image
 from jaxbgs.errors import InputError
 from jaxbgs.socialfusion.data import readers as R
 from jaxbgs.socialfusion.data import samples as S
-from jaxbgs.socialfusion.data.synthetic import DEMO_CLASSES, DEMO_DIRS, write_demo_datasets
+from jaxbgs.socialfusion.data.synthetic import DEMO_CLASSES, DEMO_DIRS, TRAIN_SCALE, write_demo_datasets
 
 PER_CLASS = 8
 
@@ -52,7 +52,8 @@ def test_readers_read_balanced_labels_back(read, task):
         samples = read[task, split]
         assert samples.dropped == {}
         counts = collections.Counter(S.CLASSES[task][s.label] if s.label >= 0 else "gaze" for s in samples)
-        expected = {c: PER_CLASS for c in DEMO_CLASSES[task]} if task != "gaze" else {"gaze": 4 * PER_CLASS}
+        n = PER_CLASS * (TRAIN_SCALE[DEMO_DIRS[task]] if split == "train" else 1)
+        expected = {c: n for c in DEMO_CLASSES[task]} if task != "gaze" else {"gaze": 4 * n}
         assert counts == expected
 
 
@@ -64,7 +65,7 @@ def test_native_details_are_exercised(demo, read):
         for p in (roots["gesture"] / "hagrid_annotations/train").glob("*.json")
         for e in json.loads(p.read_text()).values()
     ]
-    assert len(entries) == 4 * PER_CLASS
+    assert len(entries) == 4 * PER_CLASS * TRAIN_SCALE["hagrid"]
     assert any(e["labels"][0] == "no_gesture" for e in entries)
     assert all(sum(lab != "no_gesture" for lab in e["labels"]) == 1 for e in entries)
     # PISC: more people than the pair, and pair keys in both orders
@@ -83,7 +84,7 @@ def test_native_details_are_exercised(demo, read):
     assert {len(s.points) for s in read["gaze", "test"]} <= {3, 4, 5}
     assert {len(s.points) for s in read["gaze", "train"]} == {1}
     # LAM: only the frames the baseline's stride samples exist; the reader interpolates the track
-    assert len(read["lam", "train"]) == 2 * PER_CLASS
+    assert len(read["lam", "train"]) == 2 * PER_CLASS * TRAIN_SCALE["ego4d_lam"]
     assert {s.image.rsplit("/", 1)[1] for s in read["lam", "train"]} == {"img_00001.jpg", "img_00014.jpg"}
 
 
