@@ -135,17 +135,21 @@ def pool(triplet_paths: list[str], video_paths: list[str]) -> dict:
     """Pool runs made in parts (e.g. order seeds 0-2 and 3-5): the targets from the triplet curves of
     `triplet_paths`, video mode's mean over the video curves of `video_paths` (same settings), cut
     at the pooled target's budget (a fifth of its clips) where they run past it."""
+    runs = {}
+    for path in dict.fromkeys(triplet_paths + video_paths):
+        with open(path) as f:
+            runs[path] = json.load(f)
     curves = {}
     for mode, paths in (("triplet", triplet_paths), ("video", video_paths)):
         curves[mode] = {}
         for path in paths:
-            for seed, curve in json.load(open(path))["curves"][mode].items():
+            for seed, curve in runs[path]["curves"][mode].items():
                 if seed in curves[mode]:
                     raise SystemExit(f"{path}: {mode} order seed {seed} is also in another file")
                 curves[mode][seed] = curve
         if not curves[mode]:
             raise SystemExit(f"no {mode} curves in {paths}")
-    settings = [{k: run.get(k) for k in SETTINGS} for run in map(json.load, map(open, video_paths))]
+    settings = [{k: runs[path].get(k) for k in SETTINGS} for path in video_paths]
     if any(s != settings[0] for s in settings):
         raise SystemExit(f"video curves made with different settings: {settings}")
     targets = targets_of(mean_curve(list(curves["triplet"].values())))

@@ -22,11 +22,10 @@ region only), so a small model beats chance after a few minutes of CPU training:
   one of DEMO_CLASSES["emotion"].
 
 Each evaluation split holds `per_class` samples per demo class (GazeFollow: 4 * per_class heads),
-each train split TRAIN_SCALE times as many. "val" is
-written as each dataset's evaluation split (`readers.EVAL_SPLIT`: GazeFollow's is "test"). LAM
-tracks are annotated every 13th frame (the reader interpolates between) and only the frames the
-baseline's stride 13 samples are written. Output is a pure function of the arguments (seeded numpy,
-fixed JPEG settings).
+each train split TRAIN_SCALE times as many. "val" is written as each dataset's evaluation split
+(`readers.EVAL_SPLIT`: GazeFollow's is "test"). LAM tracks are annotated every 13th frame (the
+reader interpolates between) and only the frames the baseline's stride 13 samples are written.
+Output is a pure function of the arguments (seeded numpy, fixed JPEG settings).
 """
 
 from __future__ import annotations
