@@ -81,15 +81,17 @@ def socialfusion_trainer(shape: tuple[int, int, int] | None):
 
 
 def socialfusion_batch(rng: np.random.Generator) -> dict:
-    """16 rows of mixed tasks: classification rows with answer tokens, gaze rows with heatmaps, padding."""
+    """16 rows of mixed tasks reading 6 shared prompts: classification rows with answer tokens,
+    gaze rows with heatmaps, padding."""
     from jaxbgs.socialfusion import gaze
 
     kind = np.arange(16) % 4  # 0, 1: classification, 2: gaze, 3: one padded row
     points = rng.random((16, 2))
     return {
         "features": rng.standard_normal((16, 16, 16)).astype(np.float16),
-        "tokens": rng.integers(1, 64, (16, 8)).astype(np.int32),
-        "token_mask": np.arange(8)[None] >= rng.integers(0, 4, (16, 1)),  # left padding
+        "tokens": rng.integers(1, 64, (6, 8)).astype(np.int32),  # 6 task prompts shared by the rows
+        "token_mask": np.arange(8)[None] >= rng.integers(0, 4, (6, 1)),  # left padding
+        "prompt": rng.integers(0, 6, 16).astype(np.int32),
         "boxes": np.tile(np.array([[0.1, 0.1, 0.5, 0.6], [0.4, 0.2, 0.9, 0.9]], np.float32), (16, 1, 1)),
         "box_valid": rng.random((16, 2)) < 0.7,
         "answer": rng.integers(0, 64, 16).astype(np.int32),

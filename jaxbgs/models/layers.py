@@ -206,14 +206,14 @@ def make_head(cfg: BackboneConfig, dim: int, *, rngs: nnx.Rngs) -> ProjectionHea
     )
 
 
-def _remat_call(block, x, policy, kw):
-    """`jax.checkpoint` over one block, functionally: split, merge inside, hand the RNG state back
-    (dropout keys advance as without remat)."""
+def remat_call(block, x, policy, kw, *, method: str = "__call__"):
+    """`jax.checkpoint` over one block (its `method`), functionally: split, merge inside, hand the RNG
+    state back (dropout keys advance as without remat). `x` may be a pytree."""
     graphdef, params, rest = nnx.split(block, nnx.Param, ...)
 
     def f(params, rest, h):
         b = nnx.merge(graphdef, params, rest)
-        return b(h, **kw)[0], nnx.state(b, nnx.RngState)
+        return getattr(b, method)(h, **kw)[0], nnx.state(b, nnx.RngState)
 
     y, rng = jax.checkpoint(f, policy=policy)(params, rest, x)
     nnx.update(block, rng)
@@ -228,7 +228,7 @@ def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = Fals
         if cfg.remat == "none" or output_attentions:
             x, a = block(x, output_attentions=output_attentions, **kw)
         else:
-            x, a = _remat_call(block, x, policy, kw), None
+            x, a = remat_call(block, x, policy, kw), None
         x = constrain(x, ("batch",) + (None,) * (x.ndim - 1))
         hidden.append(x)
         attns.append(a)

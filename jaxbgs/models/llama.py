@@ -1,7 +1,8 @@
 """Llama 3 decoder (Grattafiori et al. 2024, "The Llama 3 Herd of Models"), mirroring transformers
 `LlamaForCausalLM`. SocialFusion feeds a frozen Llama 3.2 1B with LoRA (rank 32) on all of its
 linear layers the sequence [embedded task prompt, connector image tokens] and reads the next-token
-logits, so the model takes either token ids or (B, L, D) input embeddings.
+logits, so the model takes either token ids or (B, L, D) input embeddings, and `Model.prefixed`
+runs each task prompt once for all the rows of a batch that continue it.
 
 Pre-RMSNorm blocks with grouped-query attention (query head h reads KV head h // groups, the
 contiguous `repeat_kv` of transformers), rotary positions in the split-halves (`rotate_half`)
@@ -26,6 +27,7 @@ from flax import nnx, struct
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, LoRAConfig
 from jaxbgs.models import layers
+from jaxbgs.sharding import constrain
 
 HF_ID = "meta-llama/Llama-3.2-1B"
 # No float64: the fused attention takes its softmax in float32, so it would not be a reference.
@@ -201,13 +203,27 @@ class Attention(nnx.Module):
         self.o_proj = Dense(nq * hd, d, group="out", **kw)
         self.head_dim, self.impl = hd, cfg.attention
 
-    def __call__(self, x, cos, sin, mask):
+    def qkv(self, x, cos, sin):
         b, n, _ = x.shape
         q, k, v = (f(x).reshape(b, n, -1, self.head_dim) for f in (self.q_proj, self.k_proj, self.v_proj))
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def __call__(self, x, cos, sin, mask):
+        q, k, v = self.qkv(x, cos, sin)
         # A query whose keys are all padding (left padding) gets uniform weights, as in transformers.
         out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True, implementation=self.impl)
-        return self.o_proj(out.reshape(b, n, -1))
+        return self.o_proj(out.reshape(*x.shape[:2], -1))
+
+    def prefixed(self, xp, xs, *, rope_p, rope_s, mask_p, mask_s, index):
+        """Prefixes `xp` (T, P, D) attend causally among themselves; row b of `xs` (B, N, D) attends
+        to prefix `index[b]`'s keys and values, then to its own ones causally (`mask_s` holds both)."""
+        qp, kp, vp = self.qkv(xp, *rope_p)
+        qs, ks, vs = self.qkv(xs, *rope_s)
+        op = jax.nn.dot_product_attention(qp, kp, vp, mask=mask_p, is_causal=True, implementation=self.impl)
+        k = jnp.concatenate([kp[index], ks], axis=1)
+        v = jnp.concatenate([vp[index], vs], axis=1)
+        os_ = jax.nn.dot_product_attention(qs, k, v, mask=mask_s, implementation=self.impl)
+        return self.o_proj(op.reshape(*xp.shape[:2], -1)), self.o_proj(os_.reshape(*xs.shape[:2], -1))
 
 
 class Mlp(nnx.Module):
@@ -237,6 +253,16 @@ class DecoderLayer(nnx.Module):
         # `layers.run_blocks` protocol: (output, attention weights); the fused kernel keeps no weights.
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
         return x + self.mlp(self.post_attention_layernorm(x)), None
+
+    def prefixed(self, x, **kw):
+        """`Model.prefixed`'s block: x = (prefixes, rows), as in `__call__` but with shared prefixes."""
+        xp, xs = x
+        ap, as_ = self.self_attn.prefixed(self.input_layernorm(xp), self.input_layernorm(xs), **kw)
+        xp, xs = xp + ap, xs + as_
+        return (
+            xp + self.mlp(self.post_attention_layernorm(xp)),
+            xs + self.mlp(self.post_attention_layernorm(xs)),
+        ), None
 
 
 @struct.dataclass
@@ -321,6 +347,44 @@ class Model(nnx.Module):
         h = self.norm(x)
         states = hidden[:-1] + (h,) if output_hidden_states else None
         return CausalLMOutput(logits=self.logits(h), hidden=h, hidden_states=states)
+
+    def prefixed(self, prefix, prefix_mask, index, embeds) -> CausalLMOutput:
+        """Rows that continue shared prefixes: row b of `embeds` (B, N, D) follows prefix `index[b]`
+        of `prefix` (T, P, D), left-padded (`prefix_mask` (T, P) False on padding).
+
+        The same numbers as `__call__` on each concatenated, left-padded sequence (positions count
+        real tokens from 0): causal attention leaves a prefix's states independent of what follows,
+        so each prefix runs once, not once per row that uses it. SocialFusion's rows are a task prompt
+        (up to 546 tokens for HaGRID) and 64-576 image tokens, so a batch mixing tasks costs about its
+        image tokens instead of B full sequences. Returns the rows' states only, and the logits at
+        their last position (B, 1, vocab): all a next-token read needs, without a (B, N, vocab) array.
+        """
+        cfg = self.cfg
+        dt = cfg.compute_dtype
+        xp, xs = jnp.asarray(prefix).astype(dt), jnp.asarray(embeds).astype(dt)
+        (t, p, d), (b, n, d2) = xp.shape, xs.shape
+        index = jnp.asarray(index)
+        if d != cfg.hidden_size or d2 != d or jnp.asarray(prefix_mask).shape != (t, p) or index.shape != (b,):
+            raise InputError(
+                f"prefix {xp.shape}, prefix_mask {jnp.asarray(prefix_mask).shape}, index {index.shape}, "
+                f"embeds {xs.shape}: need (T, P, {cfg.hidden_size}), (T, P), (B,), (B, N, {cfg.hidden_size})",
+                where="Model.prefixed",
+            )
+        pmask = jnp.asarray(prefix_mask).astype(bool)
+        rope_p = rope_tables(jnp.maximum(jnp.cumsum(pmask, axis=1) - 1, 0), cfg, dt)
+        rope_s = rope_tables(pmask.sum(axis=1)[index][:, None] + jnp.arange(n), cfg, dt)
+        causal = jnp.broadcast_to(jnp.tril(jnp.ones((n, n), bool)), (b, 1, n, n))
+        mask_s = jnp.concatenate([jnp.broadcast_to(pmask[index][:, None, None, :], (b, 1, n, p)), causal], -1)
+        kw = dict(rope_p=rope_p, rope_s=rope_s, mask_p=pmask[:, None, None, :], mask_s=mask_s, index=index)
+        x = (xp, xs)
+        for block in self.layers:
+            if cfg.remat == "none":
+                x, _ = block.prefixed(x, **kw)
+            else:
+                x = layers.remat_call(block, x, layers.REMAT_POLICIES[cfg.remat], kw, method="prefixed")
+            x = tuple(constrain(v, ("batch", None, None)) for v in x)
+        h = self.norm(x[1])
+        return CausalLMOutput(logits=self.logits(h[:, -1:]), hidden=h)
 
 
 def load_tokenizer(path):

@@ -127,10 +127,12 @@ class SocialFusion(nnx.Module):
         self.box_embedding = TrainableParam(nnx.initializers.normal(0.02)(rngs.params(), (d,)))
         self.gaze = GazeHead(d, cfg.gaze_channels, cfg.grid, cfg.heatmap, dtype=dt, rngs=rngs)
 
-    def __call__(self, features, tokens, token_mask, boxes, box_valid) -> Output:
-        """`features` (B, grid*grid, d_v) frozen patch features; `tokens` (B, P) the task prompt,
-        left-padded (`token_mask` False on padding) so that every sequence ends with its image
-        tokens and the answer is the next token; `boxes` (B, K, 4) normalised, `box_valid` (B, K)."""
+    def __call__(self, features, tokens, token_mask, boxes, box_valid, prompt=None) -> Output:
+        """`features` (B, grid*grid, d_v) frozen patch features; `tokens` the task prompts, left-padded
+        (`token_mask` False on padding) so that every sequence ends with its image tokens and the
+        answer is the next token: (B, P), one per row, or (T, P) shared, row b reading prompt
+        `prompt[b]` (each prompt then runs through the LLM once: `llama.Model.prefixed`); `boxes`
+        (B, K, 4) normalised, `box_valid` (B, K)."""
         cfg = self.cfg
         n = cfg.grid * cfg.grid
         if features.ndim != 3 or features.shape[1:] != (n, cfg.feature_dim):
@@ -142,11 +144,9 @@ class SocialFusion(nnx.Module):
         z = z + box_mask(boxes, box_valid, cfg.grid)[..., None].astype(z.dtype) * self.box_embedding[
             ...
         ].astype(z.dtype)
-        seq = jnp.concatenate([self.llm.embed(tokens), z.astype(cfg.llm.compute_dtype)], axis=1)
-        mask = jnp.concatenate([token_mask.astype(bool), jnp.ones(z.shape[:2], bool)], axis=1)
-        positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)  # real tokens count from 0
-        out = self.llm(embeds=seq, mask=mask, positions=positions)
-        return Output(logits=out.logits[:, -1].astype(jnp.float32), heatmap=self.gaze(out.hidden[:, -n:]))
+        index = jnp.arange(features.shape[0]) if prompt is None else prompt
+        out = self.llm.prefixed(self.llm.embed(tokens), token_mask, index, z.astype(cfg.llm.compute_dtype))
+        return Output(logits=out.logits[:, -1].astype(jnp.float32), heatmap=self.gaze(out.hidden))
 
 
 def encoder_features(encoder, images, *, layer: int = -2, drop_cls: bool = True):

@@ -4,7 +4,8 @@
     python -m jaxbgs.train --exp socialfusion --data DIR --weights LLAMA_DIR
 
 Every step mixes tasks in one batch (the paper shuffles them within batches): each row is a task
-prompt (App. D, left-padded to the run's longest) followed by the image tokens. Classification rows
+prompt (App. D) followed by the image tokens, and each prompt runs through the LLM once per step,
+shared by the rows that read it (`llama.Model.prefixed`: exact, as attention is causal). Classification rows
 are trained with the LM cross-entropy of their answer token (an option letter, or Yes/No), gaze rows
 with the pixel-wise BCE of the heatmap head against the sigma=3 Gaussian; loss = mean CE over
 classification rows + lambda * mean BCE over gaze rows. The update is BGS's: the trainable state
@@ -160,7 +161,7 @@ def load_data(exp: SocialFusionExperiment, encoder: features.Encoder, tokenizer)
 def epoch_plan(exp: SocialFusionExperiment, data: RunData, epoch: int) -> list[np.ndarray]:
     """The epoch's batches as (B, 2) rows of (task position, row in that task's train pool); -1 pads
     a short batch. Joint runs draw each task down to the smallest (paper §3.2) afresh each epoch;
-    `batch_by_task` keeps each batch to one task (shorter prompts then need no padding to HaGRID's)."""
+    `batch_by_task` keeps each batch to one task (an ablation: in the demo it left gesture near chance)."""
     rng = np.random.default_rng([exp.seed, epoch, 17])
     sizes = [len(data.train[t]) for t in data.tasks]
     n = min(sizes) if exp.undersample and len(sizes) > 1 else None
@@ -215,12 +216,16 @@ def make_batch(data: RunData, rows: np.ndarray, pools: dict[str, features.Pool])
         else:
             out["is_cls"][sel] = valid[sel]
             out["answer"][sel] = data.answer_ids[task][data.option_of_class[task][pool.labels[r]]]
-    # Left padding: drop the pad columns no row of this batch needs (lengths bucketed to multiples of
-    # 64, so a run compiles a few shapes, not one per batch).
-    need = int(data.token_mask[np.unique(task_pos)].sum(axis=1).max())
+    # The prompts go in once each (rows point at theirs: the LLM runs each prompt once, not per row):
+    # the one task's prompt, or all of them when rows mix tasks, so a run compiles a few shapes. Left
+    # padding: drop the pad columns no row needs (lengths bucketed to multiples of 64).
+    present = np.unique(task_pos)
+    table = present if len(present) == 1 else np.arange(len(data.tasks))
+    need = int(data.token_mask[present].sum(axis=1).max())
     keep = min(data.tokens.shape[1], _bucket(need))
-    out["tokens"] = data.tokens[task_pos, -keep:]
-    out["token_mask"] = data.token_mask[task_pos, -keep:]
+    out["tokens"] = data.tokens[table, -keep:]
+    out["token_mask"] = data.token_mask[table, -keep:]
+    out["prompt"] = np.searchsorted(table, task_pos).astype(np.int32)
     return out
 
 
@@ -236,7 +241,10 @@ class Trainer(ShardedTrainer):
 
     def _forward(self, trainable, rest, batch):
         m = nnx.merge(self.graphdef, trainable, rest, copy=True)
-        return m(batch["features"], batch["tokens"], batch["token_mask"], batch["boxes"], batch["box_valid"])
+        return m(
+            batch["features"], batch["tokens"], batch["token_mask"], batch["boxes"], batch["box_valid"],
+            prompt=batch["prompt"],
+        )  # fmt: skip
 
     def loss(self, trainable, rest, batch, key, static=None):
         out = self._forward(trainable, rest, batch)

@@ -86,7 +86,9 @@ def test_batches_carry_answers_heatmaps_and_trimmed_prompts(prepared):
                 option = data.option_of_class[task][pool.labels[rows[i, 1]]]
                 assert b["answer"][i] == data.answer_ids[task][option] and not b["heat"][i].any()
             full = data.tokens[rows[i, 0]][data.token_mask[rows[i, 0]]]
-            assert np.array_equal(b["tokens"][i][b["token_mask"][i]], full)  # trimming kept the prompt
+            mine = b["prompt"][i]  # the row's entry in the batch's prompt table (each prompt once)
+            assert np.array_equal(b["tokens"][mine][b["token_mask"][mine]], full)  # trimming kept it
+        assert len(b["tokens"]) == (1 if len(np.unique(rows[valid, 0])) == 1 else len(data.tasks))
         assert b["tokens"].shape[1] % 64 == 0 or b["tokens"].shape[1] == data.tokens.shape[1]
 
 
