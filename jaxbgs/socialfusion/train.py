@@ -5,12 +5,13 @@
 
 Every step mixes tasks in one batch (the paper shuffles them within batches): each row is a task
 prompt (App. D) followed by the image tokens, and each prompt runs through the LLM once per step,
-shared by the rows that read it (`llama.Model.prefixed`: exact, as attention is causal). Classification rows
-are trained with the LM cross-entropy of their answer token (an option letter, or Yes/No), gaze rows
-with the pixel-wise BCE of the heatmap head against the sigma=3 Gaussian; loss = mean CE over
-classification rows + lambda * mean BCE over gaze rows. The update is BGS's: the trainable state
-(connector, box vector, gaze head, LoRA) split from the frozen LLM, `jax.value_and_grad`, one jit
-with explicit shardings over `jaxbgs.sharding`'s mesh and donation (`ShardedTrainer`).
+shared by the rows that read it (`llama.Model.prefixed`: exact, as attention is causal).
+Classification rows are trained with the LM cross-entropy of their answer token (an option letter,
+or Yes/No), gaze rows with the pixel-wise BCE of the heatmap head against the sigma=3 Gaussian; loss
+= mean CE over classification rows + lambda * mean BCE over gaze rows. The update is BGS's: the
+trainable state (connector, box vector, gaze head, LoRA) split from the frozen LLM,
+`jax.value_and_grad`, one jit with explicit shardings over `jaxbgs.sharding`'s mesh and donation
+(`ShardedTrainer`).
 
 Joint training draws every task down to the smallest task's size afresh each epoch; the epoch's
 batches are a pure function of (seed, epoch), and `--resume` replays them from the checkpointed
