@@ -164,7 +164,11 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     res = evaluate.results(
         trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed, keep=emb
     )
-    res |= {"best_epoch": progress.best_epoch, "best_val": progress.best, "epochs_run": progress.epoch}
+    res |= {
+        "best_epoch": progress.best_epoch,
+        "best_val": loop.finite_or_none(progress.best),
+        "epochs_run": progress.epoch,
+    }
     all_videos = every_video(trainer, best, data)  # for probes, which fit on training videos
     merged = trainer.merged_model(best)  # collective: gathers parameters split across hosts
     if main:

@@ -44,6 +44,10 @@ def test_full_run_writes_results_and_exports(tiny_exp):
     assert len(res["layer_r2_finetuned"]) == 3  # embeddings + 2 blocks
     assert json.load(open(f"{exp.run_dir}/results.json"))["test_r2_finetuned"] == res["test_r2_finetuned"]
     assert res["base_weights"] == exp.weights
+    # The tiny world judges no pair inside its validation split: no selection, the last epoch is kept.
+    assert (res["best_epoch"], res["epochs_run"], res["best_val"]) == (1, 2, None)
+    epochs = [r for r in map(json.loads, open(f"{exp.run_dir}/metrics.jsonl")) if "val_r2" in r]
+    assert [(r["epoch"], r["val_r2"]) for r in epochs] == [(0, None), (1, None)]
     # The embeddings behind the scores, for notebooks: re-scoring them gives the same R^2.
     emb = np.load(f"{exp.run_dir}/embeddings.npz")
     n = len(emb["ids"])

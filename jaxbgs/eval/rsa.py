@@ -19,6 +19,7 @@ from jaxbgs.errors import InputError
 from jaxbgs.eval import stats
 
 METRICS = ("cosine", "pearson")
+MIN_PAIRS = 3  # fewer observed pairs leave Spearman's rho undefined (or trivially +-1)
 
 
 def similarity_matrix(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
@@ -107,6 +108,12 @@ def rsa(
 ) -> RSAResult:
     """Spearman of model vs human similarity over observed pairs; optional bootstrap CI and permutation p."""
     rows, cols = human.observed_pairs()
+    if len(rows) < MIN_PAIRS:
+        raise InputError(
+            f"the split has {len(rows)} judged pair(s) among its {len(human.ids)} videos; "
+            f"a rank correlation needs at least {MIN_PAIRS}",
+            fix="use a split whose videos were judged together (its trials' three videos all in it)",
+        )
     h = human.similarity[rows, cols]
     m = np.asarray(model_similarity)[rows, cols]
     rho = float(stats.spearman(m, h))

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from experiments import Experiment
 from jaxbgs import losses, sharding
 from jaxbgs.errors import InputError
-from jaxbgs.eval.rsa import rsa, similarity_matrix
+from jaxbgs.eval.rsa import MIN_PAIRS, rsa, similarity_matrix
 from jaxbgs.files import write_text_atomic
 from jaxbgs.trainer.setup import RunData
 from jaxbgs.trainer.step import LossWeights, Trainer
@@ -227,6 +227,11 @@ def validate(exp: Experiment, trainer: Trainer, trainable, data: RunData) -> dic
     return {"val_rho": result.rho, "val_r2": result.r2}
 
 
+def finite_or_none(x: float) -> float | None:
+    """JSON has no infinities: the best score before any validation is null."""
+    return x if math.isfinite(x) else None
+
+
 class _Stop:
     """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary and returns."""
 
@@ -301,6 +306,12 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
     key = jax.random.key(exp.seed)
     main = sharding.is_main_process()  # logs and progress from process 0; checkpoints from all
     metrics = (run_dir / "metrics.jsonl").open("a") if main else open(os.devnull, "w")
+    n_val = len(data.val_matrix.observed_pairs()[0])
+    if n_val < MIN_PAIRS and main:
+        tqdm.write(
+            f"validation split has {n_val} judged pair(s) (< {MIN_PAIRS}): no validation, no early stopping, "
+            "no plateau LR; the last epoch is kept as the best"
+        )
     with _Stop() as stop:
         while progress.epoch < exp.epochs:
             plan = epoch_plan(exp, data, progress.epoch)
@@ -342,11 +353,15 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                 bar.update(1)
                 t_wait = time.perf_counter()
             bar.close()
-            val = validate(exp, trainer, trainable, data)
-            score = val["val_r2"] if exp.select_on == "r2" else val["val_rho"]
-            improved = score > progress.best
+            if n_val >= MIN_PAIRS:
+                val = validate(exp, trainer, trainable, data)
+                score = val["val_r2"] if exp.select_on == "r2" else val["val_rho"]
+                improved = score > progress.best
+            else:  # nothing to select on: every epoch is the newest best, the run goes to `epochs`
+                val, score, improved = {"val_rho": None, "val_r2": None}, None, True
             if improved:
-                progress.best, progress.best_epoch, progress.bad_epochs = score, progress.epoch, 0
+                progress.best_epoch, progress.bad_epochs = progress.epoch, 0
+                progress.best = progress.best if score is None else score
             else:
                 progress.bad_epochs += 1
             if exp.lr_plateau:  # authors' ReduceLROnPlateau(x0.5, patience 3)
@@ -354,9 +369,11 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                 if progress.plateau_bad > 3:
                     opt_state.hyperparams["learning_rate"] = opt_state.hyperparams["learning_rate"] * 0.5
                     progress.plateau_bad = 0
-            metrics.write(json.dumps({"epoch": progress.epoch, **val, "best": progress.best}) + "\n")
+            metrics.write(
+                json.dumps({"epoch": progress.epoch, **val, "best": finite_or_none(progress.best)}) + "\n"
+            )
             metrics.flush()
-            if main:
+            if main and score is not None:
                 tqdm.write(
                     f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f} (best {progress.best:.4f})"
                 )

@@ -202,6 +202,15 @@ def test_rsa_ignores_unobserved_pairs():
     assert abs(wrong - base.rho) > 1e-3
 
 
+def test_rsa_needs_three_observed_pairs():
+    human = _human_from_trials()
+    one_trial = pair_matrix(Trials(np.array([[10, 20, 30]]), np.array([30])), np.array([10, 20, 30, 40]))
+    assert rsa.rsa(_model(), one_trial).n_pairs == 3  # a trial judges its three pairs
+    none = pair_matrix(Trials(np.zeros((0, 3), int), np.zeros(0, int)), human.ids)
+    with pytest.raises(InputError, match="0 judged pair.*among its 4 videos.*at least 3"):
+        rsa.rsa(_model(), none)
+
+
 def test_rsa_bootstrap_and_permutation_options():
     rng = np.random.default_rng(7)
     z = rng.normal(size=(12, 3))
