@@ -86,7 +86,7 @@ _FIELDS = (
 
 def variant_name(cfg: vjepa21.Config) -> str | None:
     arch = (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.mlp_hidden)
-    for name, (d, depth, heads, ratio) in vjepa21.VARIANTS.items():
+    for name, (d, depth, heads, ratio) in vjepa21.Config.VARIANTS.items():
         if arch == (d, depth, heads, int(d * ratio)):
             return name
     return None
@@ -106,7 +106,7 @@ def config_from_hf(hf: dict | None, state: dict) -> vjepa21.Config:
     d, chans, tubelet, patch, _ = state["patch_embed.proj.weight"].shape
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
-    known = {v[0]: v for v in vjepa21.VARIANTS.values()}.get(d)
+    known = {v[0]: v for v in vjepa21.Config.VARIANTS.values()}.get(d)
     heads = known[2] if known else d // 64
     ratio = known[3] if known and int(d * known[3]) == hidden else hidden / d
     if d % 64 and not known:

@@ -1,4 +1,4 @@
-"""BGS experiments: one typed, frozen base config and one small function per experiment.
+"""BGS experiments: one typed, frozen base config and one registered line per experiment.
 
     python -m jaxbgs.train --exp vjepa --data DIR --videos DIR --weights PATH [--set key=value ...]
     python -m jaxbgs.train --list
@@ -13,6 +13,7 @@ validation R^2 on a stimulus-disjoint 20% of the training videos (REFERENCE deci
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -220,9 +221,14 @@ def parse_sets(pairs: list[str]) -> dict:
 EXPERIMENTS: dict[str, Callable[[], Experiment]] = {}
 
 
-def experiment(fn: Callable[[], Experiment]) -> Callable[[], Experiment]:
-    EXPERIMENTS[fn().name] = fn
-    return fn
+def register(table: dict, base, name: str, description: str, **fields) -> None:
+    """`table[name]` builds `base` with these fields replaced, afresh on every `get` (frozen configs)."""
+
+    def make():
+        return dataclasses.replace(base, name=name, description=description, **fields)
+
+    make.__name__ = name.replace("-", "_")
+    table[name] = make
 
 
 def get(name: str):
@@ -243,93 +249,60 @@ def all_names() -> list[str]:
 
 
 BASE = Experiment()
+_register = functools.partial(register, EXPERIMENTS, BASE)
 
+# One block per backbone: its paper input and weights, then the experiments that share them.
+VJEPA2 = dict(arch="vjepa2", weights="facebook/vjepa2-vitl-fpc64-256", frames=16, size=256, dtype="bfloat16",
+              remat="full")  # fmt: skip
+_register("vjepa", "V-JEPA 2 ViT-L/16, hybrid BGS (paper: R^2 0.172, pretrained 0.087)", **VJEPA2)
 
-@experiment
-def vjepa() -> Experiment:
-    """V-JEPA 2 ViT-L hybrid (Table 2: test R^2 0.172, pretrained 0.087)."""
-    return dataclasses.replace(
-        BASE, name="vjepa", description="V-JEPA 2 ViT-L/16, hybrid BGS (paper: R^2 0.172)", arch="vjepa2",
-        weights="facebook/vjepa2-vitl-fpc64-256", frames=16, size=256, dtype="bfloat16", remat="full",
-    )  # fmt: skip
-
-
-def _vjepa21(name: str, description: str, **kw) -> Callable[[], Experiment]:
-    def make() -> Experiment:
-        return dataclasses.replace(
-            BASE, name=name, description=description, arch="vjepa21",
-            weights="vjepa2_1_vitb_dist_vitG_384.pt", frames=16, size=384, dtype="bfloat16", remat="full",
-            **kw,
-        )  # fmt: skip
-
-    make.__name__ = name.replace("-", "_")
-    return experiment(make)
-
-
-_vjepa21("vjepa21", "V-JEPA 2.1 ViT-B (distilled), hybrid BGS (paper: R^2 0.165)")
-_vjepa21("vjepa21-triplet", "V-JEPA 2.1 ViT-B, triplet loss only (ablation)", loss="triplet")
-_vjepa21("vjepa21-rsa", "V-JEPA 2.1 ViT-B, RSA loss only (ablation)", loss="rsa")
-_vjepa21(
+VJEPA21 = dict(arch="vjepa21", weights="vjepa2_1_vitb_dist_vitG_384.pt", frames=16, size=384,
+               dtype="bfloat16", remat="full")  # fmt: skip
+_register("vjepa21", "V-JEPA 2.1 ViT-B (distilled), hybrid BGS (paper: R^2 0.165)", **VJEPA21)
+_register("vjepa21-triplet", "V-JEPA 2.1 ViT-B, triplet loss only (ablation)", **VJEPA21, loss="triplet")
+_register("vjepa21-rsa", "V-JEPA 2.1 ViT-B, RSA loss only (ablation)", **VJEPA21, loss="rsa")
+_register(
     "vjepa21-mpnet-distilled",
     "V-JEPA 2.1 ViT-B, language-distillation control: MPNet caption geometry as the target (paper: 0.123)",
-    loss="distill",
-)
+    **VJEPA21, loss="distill",
+)  # fmt: skip
 
-
-def _timesformer(name: str, description: str, **kw) -> Callable[[], Experiment]:
-    def make() -> Experiment:
-        base = dict(weights="facebook/timesformer-base-finetuned-k400", frames=8, size=224, dtype="bfloat16")
-        return dataclasses.replace(
-            BASE, name=name, description=description, arch="timesformer", **(base | kw)
-        )
-
-    make.__name__ = name.replace("-", "_")
-    return experiment(make)
-
-
-_timesformer("timesformer", "TimeSformer-B (K400), hybrid BGS (paper: R^2 0.162)")
-_timesformer("timesformer-triplet", "TimeSformer-B, triplet loss only (ablation)", loss="triplet")
-_timesformer("timesformer-rsa", "TimeSformer-B, RSA loss only (ablation)", loss="rsa")
-_timesformer(
+TIMESFORMER = dict(arch="timesformer", weights="facebook/timesformer-base-finetuned-k400", frames=8, size=224,
+                   dtype="bfloat16")  # fmt: skip
+_register("timesformer", "TimeSformer-B (K400), hybrid BGS (paper: R^2 0.162)", **TIMESFORMER)
+_register("timesformer-triplet", "TimeSformer-B, triplet loss only (ablation)", **TIMESFORMER, loss="triplet")
+_register("timesformer-rsa", "TimeSformer-B, RSA loss only (ablation)", **TIMESFORMER, loss="rsa")
+_register(
     "timesformer-budget-matched",
     "TimeSformer-B, triplet only plus as many extra triplet constraints as the RSA pairs (App. L)",
-    loss="budget_matched",
-)
-_timesformer(
-    "timesformer-reference",
-    "TimeSformer as the authors' code runs it: 16 frames regrouped, r=8/alpha=16 on all 7 linears, "
-    "CLS -> 128-d head, capped beta, plateau LR, validation rho",
+    **TIMESFORMER, loss="budget_matched",
+)  # fmt: skip
+# Where the authors' released TimeSformer code departs from the paper's recipe.
+AUTHORS_TIMESFORMER = dict(
     frames=16, clip_mode="resize", frame_grouping="config", lora_rank=8, lora_alpha=16.0, lora_dropout=0.1,
     lora_targets=("qkv", "out", "mlp", "temporal_dense"), head_dim=128, head_norm=True, head_dropout=0.3,
     beta_schedule="capped", lr_plateau=True, select_on="rho", pool="cls",
 )  # fmt: skip
+_register(
+    "timesformer-reference",
+    "TimeSformer as the authors' code runs it: 16 frames regrouped, r=8/alpha=16 on all 7 linears, "
+    "CLS -> 128-d head, capped beta, plateau LR, validation rho",
+    **(TIMESFORMER | AUTHORS_TIMESFORMER),
+)
 
+_register(
+    "videomae", "VideoMAE-B, hybrid BGS (paper: R^2 0.124, pretrained 0.087)", arch="videomae",
+    weights="MCG-NJU/videomae-base", frames=16, size=224, dtype="bfloat16",
+)  # fmt: skip
+_register(
+    "clip", "CLIP ViT-B/32 on 7 frames, hybrid BGS (paper: R^2 0.156, pretrained 0.127)", arch="clip",
+    weights="openai/clip-vit-base-patch32", frames=7, size=224, dtype="bfloat16",
+)  # fmt: skip
 
-@experiment
-def videomae() -> Experiment:
-    """VideoMAE-B hybrid (Table 2: 0.124, pretrained 0.087)."""
-    return dataclasses.replace(
-        BASE, name="videomae", description="VideoMAE-B, hybrid BGS (paper: R^2 0.124)", arch="videomae",
-        weights="MCG-NJU/videomae-base", frames=16, size=224, dtype="bfloat16",
-    )  # fmt: skip
-
-
-@experiment
-def clip() -> Experiment:
-    """CLIP ViT-B/32 on 7 frames, hybrid (Table 2: 0.156, pretrained 0.127)."""
-    return dataclasses.replace(
-        BASE, name="clip", description="CLIP ViT-B/32 on 7 frames, hybrid BGS (paper: R^2 0.156)",
-        arch="clip", weights="openai/clip-vit-base-patch32", frames=7, size=224, dtype="bfloat16",
-    )  # fmt: skip
-
-
-@experiment
-def demo() -> Experiment:
-    """Runs anywhere in minutes: procedural two-agent clips, simulated observers, a small V-JEPA-style
-    encoder pretrained here on a non-social task, then BGS with LoRA. No inputs needed."""
-    return dataclasses.replace(
-        BASE, name="demo", arch="vjepa2",
-        description="embedded demo: procedural social clips, no downloads (minutes on a CPU)",
-        frames=8, size=32, epochs=8, patience=3, lora_rank=16, lora_alpha=32.0, lr=1e-3, batch_trials=16,
-        lora_targets=("qkv", "out", "mlp"), augment=True, rsa_videos=24, n_boot=1000,
-    )  # fmt: skip
+# Runs anywhere in minutes: procedural two-agent clips, simulated observers, a small V-JEPA-style
+# encoder pretrained here on a non-social task, then BGS with LoRA. No inputs needed.
+_register(
+    "demo", "embedded demo: procedural social clips, no downloads (minutes on a CPU)", arch="vjepa2",
+    frames=8, size=32, epochs=8, patience=3, lora_rank=16, lora_alpha=32.0, lr=1e-3, batch_trials=16,
+    lora_targets=("qkv", "out", "mlp"), augment=True, rsa_videos=24, n_boot=1000,
+)  # fmt: skip

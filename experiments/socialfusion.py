@@ -1,4 +1,4 @@
-"""SocialFusion experiments (second paper, §3-4): one typed, frozen base and one small function each.
+"""SocialFusion experiments (second paper, §3-4): one typed, frozen base and one registered line each.
 
     python -m jaxbgs.train --exp socialfusion --data DIR --weights LLAMA_DIR [--set encoder_weights=DIR]
     python -m jaxbgs.train --exp socialfusion-demo          # runs anywhere, no downloads
@@ -19,10 +19,11 @@ affectnet/); `--set data_dirs=task:DIR,...` points single tasks elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 
-from experiments import RunConfig
+from experiments import RunConfig, register
 from jaxbgs.errors import InputError
 
 TASKS = ("gesture", "pisc_domain", "pisc_relation", "lam", "gaze", "emotion")
@@ -113,12 +114,7 @@ SOCIALFUSION: dict[str, Callable[[], SocialFusionExperiment]] = {}
 BASE = SocialFusionExperiment()
 
 
-def _register(name: str, description: str, **kw) -> None:
-    def make() -> SocialFusionExperiment:
-        return dataclasses.replace(BASE, name=name, description=description, **kw)
-
-    make.__name__ = name.replace("-", "_")
-    SOCIALFUSION[name] = make
+_register = functools.partial(register, SOCIALFUSION, BASE)
 
 
 _register(

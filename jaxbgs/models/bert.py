@@ -25,17 +25,18 @@ from jaxbgs.lora import Dense, LoRAConfig
 from jaxbgs.models import layers
 from jaxbgs.models.layers import BackboneConfig, Output
 
-# (hidden, depth, heads, intermediate): the released configs (BERT paper §3; MiniLM-L6-H384).
-VARIANTS = {
-    "all-MiniLM-L6-v2": (384, 6, 12, 1536),
-    "bert-base": (768, 12, 12, 3072),
-    "bert-large": (1024, 24, 16, 4096),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
     """Architecture fields named as in transformers `BertConfig`; defaults are all-MiniLM-L6-v2."""
+
+    # Released variants (BERT paper §3; MiniLM-L6-H384).
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "intermediate_size")
+    VARIANTS = {
+        "all-MiniLM-L6-v2": (384, 6, 12, 1536),
+        "bert-base": (768, 12, 12, 3072),
+        "bert-large": (1024, 24, 16, 4096),
+    }
 
     vocab_size: int = 30522
     hidden_size: int = 384
@@ -51,20 +52,7 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         layers.activation(self.hidden_act)
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        if name not in VARIANTS:
-            raise InputError(f"unknown BERT variant {name!r}", fix=f"choose from {list(VARIANTS)}")
-        hidden, depth, heads, inter = VARIANTS[name]
-        arch = {"hidden_size": hidden, "num_hidden_layers": depth, "num_attention_heads": heads}
-        return cls(**{**arch, "intermediate_size": inter, **kw})
 
 
 def padding_bias(attention_mask, dtype):

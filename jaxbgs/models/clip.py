@@ -30,14 +30,6 @@ from jaxbgs.models.layers import BackboneConfig, Output
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# (hidden, depth, heads, intermediate, patch, image): the vision configs of the OpenAI releases.
-VARIANTS = {
-    "vit_b32": (768, 12, 12, 3072, 32, 224),
-    "vit_b16": (768, 12, 12, 3072, 16, 224),
-    "vit_l14": (1024, 24, 16, 4096, 14, 224),
-    "vit_l14_336": (1024, 24, 16, 4096, 14, 336),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
@@ -47,6 +39,15 @@ class Config(BackboneConfig):
     `CLIPVisionModel` on a full CLIP checkpoint gives (the paper's "vision encoder only").
     `interpolate_pos_encoding` is transformers' flag: resample the position table bicubically
     for frames other than image_size x image_size, which are otherwise rejected."""
+
+    # Released variants: the vision configs of the OpenAI releases.
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "intermediate_size", "patch_size", "image_size")
+    VARIANTS = {
+        "vit_b32": (768, 12, 12, 3072, 32, 224),
+        "vit_b16": (768, 12, 12, 3072, 16, 224),
+        "vit_l14": (1024, 24, 16, 4096, 14, 224),
+        "vit_l14_336": (1024, 24, 16, 4096, 14, 336),
+    }
 
     pool: str = "cls"
     hidden_size: int = 768
@@ -62,27 +63,6 @@ class Config(BackboneConfig):
     use_projection: bool = False
     interpolate_pos_encoding: bool = False
     num_frames: int = 7  # frames the paper embeds per clip; any count runs
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, mlp, patch, image = VARIANTS[name]
-        arch = dict(
-            hidden_size=hidden,
-            num_hidden_layers=depth,
-            num_attention_heads=heads,
-            intermediate_size=mlp,
-            patch_size=patch,
-            image_size=image,
-        )
-        return cls(**(arch | kw))
 
     @property
     def num_positions(self) -> int:

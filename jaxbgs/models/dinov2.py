@@ -35,21 +35,22 @@ from jaxbgs.models.layers import BackboneConfig, Output
 DINOV2_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as `BitImageProcessor` for facebook/dinov2-*
 DINOV2_STD = (0.229, 0.224, 0.225)
 
-# (hidden, depth, heads, use_swiglu_ffn): the paper's ViT-S/B/L/g at patch 14, as the hub configs
-# facebook/dinov2-{small,base,large,giant} give them (all image_size 518, mlp_ratio 4).
-VARIANTS = {
-    "vit_s14": (384, 12, 6, False),
-    "vit_b14": (768, 12, 12, False),
-    "vit_l14": (1024, 24, 16, False),
-    "vit_g14": (1536, 40, 24, True),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
     """Defaults are facebook/dinov2-base. `image_size` is the size the position table was trained
     at (518 on the hub, although `Dinov2Config()` says 224); any multiple of the patch size runs.
     `pool="cls"` gives transformers' pooler_output, `"mean"` the mean normalised patch token."""
+
+    # Released variants: the paper's ViT-S/B/L/g at patch 14, as the hub configs
+    # facebook/dinov2-{small,base,large,giant} give them (all image_size 518, mlp_ratio 4).
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "use_swiglu_ffn")
+    VARIANTS = {
+        "vit_s14": (384, 12, 6, False),
+        "vit_b14": (768, 12, 12, False),
+        "vit_l14": (1024, 24, 16, False),
+        "vit_g14": (1536, 40, 24, True),
+    }
 
     pool: str = "cls"
     hidden_size: int = 768
@@ -68,25 +69,12 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         if self.image_size % self.patch_size:
             raise InputError(
                 f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}",
                 where="Config.image_size",
                 fix="use the checkpoint's own image_size (518 for the hub models)",
             )
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, swiglu = VARIANTS[name]
-        arch = dict(
-            hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, use_swiglu_ffn=swiglu
-        )
-        return cls(**(arch | kw))
 
     @property
     def num_positions(self) -> int:

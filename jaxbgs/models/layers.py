@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,8 @@ REMAT_POLICIES = {
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 ATTENTION = ("xla", "cudnn")
 POOLS = ("cls", "mean")
+# The first fields of every family's variant table.
+WIDTH_DEPTH_HEADS = ("hidden_size", "num_hidden_layers", "num_attention_heads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,10 @@ class BackboneConfig:
     head_norm: bool = False  # LayerNorm + ReLU after the head's Linear (the authors' TimeSformer head)
     head_dropout: float = 0.0
 
+    # A family's released architectures: name -> values of VARIANT_FIELDS, for `variant(name)`.
+    VARIANT_FIELDS: ClassVar[tuple[str, ...]] = ()
+    VARIANTS: ClassVar[dict[str, tuple]] = {}
+
     def __post_init__(self):
         for name, allowed in (
             ("dtype", DTYPES),
@@ -56,6 +62,23 @@ class BackboneConfig:
                     where=f"{type(self).__name__}.{name}",
                     fix=f"choose from {list(allowed)}",
                 )
+        heads = getattr(self, "num_attention_heads", None)
+        if heads and self.hidden_size % heads:
+            raise InputError(
+                f"hidden_size {self.hidden_size} is not divisible by {heads} heads",
+                where=f"{type(self).__name__}.num_attention_heads",
+            )
+
+    @classmethod
+    def variant(cls, name: str, **kw):
+        """A released architecture by name, with `kw` overriding any field (e.g. fewer layers)."""
+        if name not in cls.VARIANTS:
+            raise InputError(
+                f"unknown variant {name!r}",
+                where=f"{cls.__module__}.Config",
+                fix=f"choose from {list(cls.VARIANTS)}",
+            )
+        return cls(**(dict(zip(cls.VARIANT_FIELDS, cls.VARIANTS[name], strict=True)) | kw))
 
     @property
     def compute_dtype(self):

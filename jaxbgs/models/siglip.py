@@ -34,15 +34,6 @@ from jaxbgs.models.layers import BackboneConfig, Output
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
-# (hidden, depth, heads, intermediate, patch, image): the vision towers of google/siglip-base-patch16-224,
-# google/siglip-large-patch16-384 and google/siglip-so400m-patch14-384 (the shape-optimised ViT of
-# Alabdulmohsin et al. 2023).
-VARIANTS = {
-    "base_p16_224": (768, 12, 12, 3072, 16, 224),
-    "large_p16_384": (1024, 24, 16, 4096, 16, 384),
-    "so400m_p14_384": (1152, 27, 16, 4304, 14, 384),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
@@ -50,6 +41,15 @@ class Config(BackboneConfig):
     the attention-pooling head's output (transformers' pooler_output); `"mean"` the mean
     post-normalised token (the only choice without a head). `interpolate_pos_encoding` is
     transformers' flag: resample the position table bicubically for other input sizes."""
+
+    # Released variants: the vision towers of google/siglip-base-patch16-224, google/siglip-large-patch16-384
+    # and google/siglip-so400m-patch14-384 (the shape-optimised ViT of Alabdulmohsin et al. 2023).
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "intermediate_size", "patch_size", "image_size")
+    VARIANTS = {
+        "base_p16_224": (768, 12, 12, 3072, 16, 224),
+        "large_p16_384": (1024, 24, 16, 4096, 16, 384),
+        "so400m_p14_384": (1152, 27, 16, 4304, 14, 384),
+    }
 
     pool: str = "map"
     hidden_size: int = 768
@@ -76,25 +76,7 @@ class Config(BackboneConfig):
             fix = "use pool='map' (the pooling head) or 'mean'"
             raise InputError(f"pool={self.pool!r}: SigLIP has no CLS token", where="Config.pool", fix=fix)
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         layers.activation(self.hidden_act)
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, mlp, patch, image = VARIANTS[name]
-        arch = dict(
-            hidden_size=hidden,
-            num_hidden_layers=depth,
-            num_attention_heads=heads,
-            intermediate_size=mlp,
-            patch_size=patch,
-            image_size=image,
-        )
-        return cls(**(arch | kw))
 
     @property
     def num_patches(self) -> int:

@@ -31,15 +31,15 @@ from jaxbgs.models.layers import BackboneConfig, Output
 
 K400_MEAN = (0.45, 0.45, 0.45)
 K400_STD = (0.225, 0.225, 0.225)
-
-# (hidden, depth, heads, intermediate): facebook/timesformer-base-finetuned-k400 (ViT-B/16).
-VARIANTS = {"vit_base": (768, 12, 12, 3072)}
-
 GROUPINGS = ("native", "config")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
+    # Released variant: facebook/timesformer-base-finetuned-k400 (ViT-B/16).
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "intermediate_size")
+    VARIANTS = {"vit_base": (768, 12, 12, 3072)}
+
     pool: str = "cls"
     image_size: int = 224
     patch_size: int = 16
@@ -57,11 +57,6 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         if self.attention_type != "divided_space_time":
             raise InputError(
                 f"attention_type={self.attention_type!r} is not supported",
@@ -74,14 +69,6 @@ class Config(BackboneConfig):
                 where="Config",
                 fix=f"choose from {list(GROUPINGS)}",
             )
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, inter = VARIANTS[name]
-        arch = dict(
-            hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=inter
-        )
-        return cls(**{**arch, **kw})
 
     @property
     def grid(self) -> int:

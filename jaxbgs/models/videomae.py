@@ -29,18 +29,19 @@ from jaxbgs.models.layers import BackboneConfig, Output
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# (hidden, depth, heads, intermediate): the released ViT-S/B/L/H encoders.
-VARIANTS = {
-    "vit_small": (384, 12, 6, 1536),
-    "vit_base": (768, 12, 12, 3072),
-    "vit_large": (1024, 24, 16, 4096),
-    "vit_huge": (1280, 32, 16, 5120),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
     """Defaults are `MCG-NJU/videomae-base` (pre-trained only: final layernorm, no mean pooling)."""
+
+    # Released variants: the ViT-S/B/L/H encoders.
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "intermediate_size")
+    VARIANTS = {
+        "vit_small": (384, 12, 6, 1536),
+        "vit_base": (768, 12, 12, 3072),
+        "vit_large": (1024, 24, 16, 4096),
+        "vit_huge": (1280, 32, 16, 5120),
+    }
 
     image_size: int | tuple[int, int] = 224
     patch_size: int = 16
@@ -58,11 +59,6 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         if not isinstance(self.image_size, int):
             if len(self.image_size) != 2:
                 raise InputError(
@@ -73,17 +69,6 @@ class Config(BackboneConfig):
             raise InputError(f"patch_size={self.patch_size!r}", where="Config", fix="use one int")
         if self.pool == "cls":
             raise InputError("VideoMAE has no CLS token", where="Config.pool", fix="use pool='mean'")
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, inter = VARIANTS[name]
-        return cls(
-            hidden_size=hidden,
-            num_hidden_layers=depth,
-            num_attention_heads=heads,
-            intermediate_size=inter,
-            **kw,
-        )
 
     @property
     def frame_size(self) -> tuple[int, int]:

@@ -28,16 +28,17 @@ from jaxbgs.models.layers import BackboneConfig, Output
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# (hidden, depth, heads, mlp_ratio): paper Table 9 / the official `vit_*` constructors.
-VARIANTS = {
-    "vit_large": (1024, 24, 16, 4.0),
-    "vit_huge": (1280, 32, 16, 4.0),
-    "vit_giant": (1408, 40, 22, 48 / 11),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(BackboneConfig):
+    # Released variants: paper Table 9 / the official `vit_*` constructors.
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "mlp_ratio")
+    VARIANTS = {
+        "vit_large": (1024, 24, 16, 4.0),
+        "vit_huge": (1280, 32, 16, 4.0),
+        "vit_giant": (1408, 40, 22, 48 / 11),
+    }
+
     hidden_size: int = 1024
     num_hidden_layers: int = 24
     num_attention_heads: int = 16
@@ -54,22 +55,10 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         if self.rope_grid not in ("config", "input"):
             raise InputError(f"rope_grid={self.rope_grid!r}", where="Config", fix="use 'config' or 'input'")
         if self.pool == "cls":
             raise InputError("V-JEPA 2 has no CLS token", where="Config.pool", fix="use pool='mean'")
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, ratio = VARIANTS[name]
-        return cls(
-            hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, mlp_ratio=ratio, **kw
-        )
 
     @property
     def head_size(self) -> int:

@@ -32,13 +32,6 @@ from jaxbgs.models import layers
 from jaxbgs.models.layers import BackboneConfig, Output
 from jaxbgs.models.vjepa2 import apply_rope_3d, grid_positions
 
-# (hidden, depth, heads, mlp_ratio): the official `vit_*` constructors the 2.1 hub functions use.
-VARIANTS = {
-    "vit_base": (768, 12, 12, 4.0),
-    "vit_large": (1024, 24, 16, 4.0),
-    "vit_giant": (1408, 40, 22, 48 / 11),
-    "vit_gigantic": (1664, 48, 26, 64 / 13),
-}
 # Blocks whose outputs `norms_block[0..3]` normalise, fixed per depth by the official class.
 HIERARCHICAL_LAYERS = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 40: (9, 19, 29, 39), 48: (11, 23, 37, 47)}
 # Patch grid of the 256-px pretraining crop (252 px for patch 14) that RoPE positions are mapped onto.
@@ -55,6 +48,15 @@ class Config(BackboneConfig):
     class knows only the four depths, so this only matters for small test models; level j always
     uses `norms_block[j]`, even where indices repeat).
     """
+
+    # Released variants: the official `vit_*` constructors the 2.1 hub functions use.
+    VARIANT_FIELDS = (*layers.WIDTH_DEPTH_HEADS, "mlp_ratio")
+    VARIANTS = {
+        "vit_base": (768, 12, 12, 4.0),
+        "vit_large": (1024, 24, 16, 4.0),
+        "vit_giant": (1408, 40, 22, 48 / 11),
+        "vit_gigantic": (1664, 48, 26, 64 / 13),
+    }
 
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -75,11 +77,6 @@ class Config(BackboneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads",
-                where="Config",
-            )
         if self.pool == "cls":
             raise InputError("V-JEPA 2.1 has no CLS token", where="Config.pool", fix="use pool='mean'")
         if self.output not in ("last", "hierarchical"):
@@ -100,13 +97,6 @@ class Config(BackboneConfig):
                     f"hierarchical_layers {list(layers_)} must be 4 block indices < {self.num_hidden_layers}",
                     where="Config.hierarchical_layers",
                 )
-
-    @classmethod
-    def variant(cls, name: str, **kw) -> Config:
-        hidden, depth, heads, ratio = VARIANTS[name]
-        return cls(
-            hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, mlp_ratio=ratio, **kw
-        )
 
     @property
     def mlp_hidden(self) -> int:

@@ -9,7 +9,7 @@ from flax import nnx
 
 from jaxbgs import lora
 from jaxbgs.errors import InputError
-from jaxbgs.models import layers, vjepa2
+from jaxbgs.models import bert, clip, dinov2, layers, siglip, timesformer, videomae, vjepa2, vjepa21
 
 RNG = np.random.default_rng(0)
 
@@ -79,6 +79,18 @@ def test_config_validation_and_json_round_trip():
         cfg.replace(num_attention_heads=5)
     with pytest.raises(InputError, match="no CLS token"):
         cfg.replace(pool="cls")
+
+
+@pytest.mark.parametrize("family", [bert, clip, dinov2, siglip, timesformer, videomae, vjepa2, vjepa21])
+def test_every_variant_builds_with_overrides(family):
+    for name, values in family.Config.VARIANTS.items():
+        cfg = family.Config.variant(name, num_hidden_layers=1)
+        assert [getattr(cfg, f) for f in family.Config.VARIANT_FIELDS[1:3]] == [1, values[2]]
+        assert cfg.hidden_size == values[0] and cfg.hidden_size % cfg.num_attention_heads == 0
+    with pytest.raises(
+        InputError, match=rf"{family.__name__}\.Config: unknown variant 'vit_tiny'.*choose from"
+    ):
+        family.Config.variant("vit_tiny")
 
 
 def test_head_is_trainable_and_sized():

@@ -170,7 +170,7 @@ def test_config_inference_and_hierarchical_table():
         ("vit_giant", (9, 19, 29, 39)),
         ("vit_gigantic", (11, 23, 37, 47)),
     ]:
-        d, depth, heads, ratio = vjepa21.VARIANTS[name]
+        d, depth, heads, ratio = vjepa21.Config.VARIANTS[name]
         cfg = conv21.config_from_hf(None, shapes(d, depth, int(d * ratio)))
         assert conv21.variant_name(cfg) == name and cfg.num_attention_heads == heads
         assert cfg.levels == levels and cfg.mlp_hidden == {768: 3072, 1024: 4096, 1408: 6144, 1664: 8192}[d]
