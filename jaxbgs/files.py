@@ -1,4 +1,5 @@
-"""Atomic writes: a failed run never leaves a half-written file or directory behind."""
+"""Atomic writes: a failed run never leaves a half-written file or directory behind; nor does a new
+run overwrite an old one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from jaxbgs.errors import InputError
 
 
 @contextlib.contextmanager
@@ -37,3 +40,11 @@ def atomic_path(dst: str | os.PathLike, *, directory: bool = False) -> Iterator[
 def write_text_atomic(dst: str | os.PathLike, text: str) -> None:
     with atomic_path(dst) as tmp:
         tmp.write_text(text)
+
+
+def refuse_existing_run(run_dir: str | os.PathLike, *, resume: bool) -> None:
+    """A run directory with checkpoints is continued with --resume, never trained over."""
+    if not resume and (Path(run_dir) / "checkpoints").exists():
+        raise InputError(
+            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
+        )

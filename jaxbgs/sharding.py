@@ -215,6 +215,12 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def main_print(*args, **kw) -> None:
+    """`print` on process 0 only: every host runs the same program and one voice is enough."""
+    if is_main_process():
+        print(*args, **kw)
+
+
 def to_host(tree):
     """Numpy copies of (possibly cross-host sharded) arrays, on every process."""
     from jax.experimental import multihost_utils

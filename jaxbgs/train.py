@@ -132,17 +132,14 @@ def prepare(exp: experiments.Experiment):
 
 def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     from jaxbgs import lora
-    from jaxbgs.files import atomic_path, write_text_atomic
+    from jaxbgs.files import atomic_path, refuse_existing_run, write_text_atomic
     from jaxbgs.trainer import loop
 
     run_dir = Path(exp.run_dir)
-    if not resume and (run_dir / "checkpoints").exists():
-        raise InputError(
-            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
-        )
+    refuse_existing_run(run_dir, resume=resume)
     data, model, meta, trainer = prepare(exp)
     main = sharding.is_main_process()
-    log = print if main else (lambda *a, **k: None)
+    log = sharding.main_print
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from experiments.socialfusion import SocialFusionExperiment
 from jaxbgs import sharding
 from jaxbgs.errors import InputError
-from jaxbgs.files import write_text_atomic
+from jaxbgs.files import refuse_existing_run, write_text_atomic
 from jaxbgs.models import llama
 from jaxbgs.socialfusion import features, gaze, metrics, prompts
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
@@ -498,14 +498,11 @@ def run(exp: SocialFusionExperiment, *, resume: bool = False) -> dict:
     from jaxbgs.lora import summary as lora_summary
 
     run_dir = Path(exp.run_dir)
-    if not resume and (run_dir / "checkpoints").exists():
-        raise InputError(
-            "the run directory already holds a run", file=run_dir, fix="pass --resume, or another --out"
-        )
+    refuse_existing_run(run_dir, resume=resume)
     t0 = time.perf_counter()
     data, trainer = prepare(exp)
     main = sharding.is_main_process()
-    log = print if main else (lambda *a, **k: None)
+    log = sharding.main_print
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
