@@ -488,6 +488,8 @@ def main() -> None:
             write_json(args.json, {"meta": meta, "results": rows})
     print()
     print(table(rows))
+    if any("error" in r for r in rows):
+        sys.exit(1)  # the table above names each failure
 
 
 if __name__ == "__main__":
