@@ -284,8 +284,14 @@ def read_checkpoint(src: str | Path, *, unwrap: Callable[[dict, Path], dict] | N
     files = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (model_dir / index).is_file():
-            weight_map = json.loads((model_dir / index).read_text())["weight_map"]
-            files = [model_dir / f for f in sorted(set(weight_map.values()))]
+            try:
+                weight_map = json.loads((model_dir / index).read_text())["weight_map"]
+                files = [model_dir / f for f in sorted(set(weight_map.values()))]
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise InputError(
+                    f"not a shard index ({type(e).__name__}: {e})", file=model_dir / index,
+                    fix="download the model directory again (the index maps weight names to shard files)",
+                ) from None  # fmt: skip
             break
     else:
         files = [
@@ -343,13 +349,15 @@ def build(meta: Meta, *, seed: int = 0) -> nnx.Module:
     )
 
 
-def save(model: nnx.Module, dst: str | Path, meta: Meta, *, passthrough: dict | None = None) -> Path:
-    """Write `model` and `meta` as a Flax checkpoint directory, atomically."""
+def save(
+    model: nnx.Module, dst: str | Path, meta: Meta, *, passthrough: dict | None = None, replace: bool = False
+) -> Path:
+    """Write `model` and `meta` as a Flax checkpoint directory, atomically (over an old one: `replace`)."""
     import orbax.checkpoint as ocp
 
     dst = Path(dst).absolute()
     state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    with atomic_path(dst, directory=True) as tmp:
+    with atomic_path(dst, directory=True, replace=replace) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
         with ocp.StandardCheckpointer() as ckpt:
             ckpt.save(tmp / "params", state)
@@ -369,9 +377,19 @@ def read_meta(src: str | Path) -> Meta:
             file=src,
             fix="convert it first with: python -m checkpoints_convert to-flax",
         )
-    d = json.loads(cfg_file.read_text())
-    if d.pop("format", None) != FORMAT:
+    try:
+        d = json.loads(cfg_file.read_text())
+        fmt = d.pop("format", None)
+    except (ValueError, AttributeError) as e:
+        raise InputError(f"unreadable ({e})", file=cfg_file, fix="convert the checkpoint again") from None
+    if fmt != FORMAT:
         raise InputError(f"unsupported checkpoint format (expected {FORMAT})", file=cfg_file)
+    fields = {f.name for f in dataclasses.fields(Meta)}
+    if set(d) - fields or "arch" not in d or "config" not in d:
+        raise InputError(
+            f"unexpected keys {sorted(set(d) - fields)} or missing arch/config", file=cfg_file,
+            fix="convert the checkpoint again with this version",
+        )  # fmt: skip
     return Meta(**d)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -22,6 +23,14 @@ from collections.abc import Callable
 from jaxbgs.errors import InputError
 
 LOSSES = ("hybrid", "triplet", "rsa", "budget_matched", "distill")
+ARCHS = ("vjepa2", "vjepa21", "timesformer", "videomae", "clip")  # the backbones BGS fine-tunes
+# Value ranges by rule; NaN and infinity fail every rule, None (an optional field left unset) none.
+RANGES = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+}
 
 
 class RunConfig:
@@ -35,6 +44,25 @@ class RunConfig:
                 f"mesh (data, fsdp, tensor) = {mesh}", where=where,
                 fix="give sizes >= 1, at most one of them -1 (the remaining devices)",
             )  # fmt: skip
+
+    def _check_ranges(self, where: str, rules: dict[str, tuple[str, ...]]) -> None:
+        for rule, keys in rules.items():
+            for key in keys:
+                v = getattr(self, key)
+                if v is not None and not (math.isfinite(v) and RANGES[rule](v)):
+                    raise InputError(f"{key} must be {rule}, got {v!r}", where=where, fix=f"--set {key}=...")
+
+    def _check_out(self, where: str) -> None:
+        """`out` is a path template; a typo in it would otherwise surface after the data is loaded."""
+        try:
+            run_dir = self.out.format(name=self.name)
+        except (KeyError, IndexError, ValueError) as e:
+            raise InputError(
+                f"out={self.out!r} is not a path template ({type(e).__name__}: {e})", where=where,
+                fix="use a path, optionally with {name} for the experiment's name, e.g. runs/{name}",
+            ) from None  # fmt: skip
+        if not run_dir.strip():
+            raise InputError("out is empty", where=where, fix="e.g. --set out=runs/{name}")
 
     @property
     def mesh(self):
@@ -52,6 +80,17 @@ class RunConfig:
     @classmethod
     def from_json(cls, d: dict):
         return override(cls(), dict(d), parse=False)
+
+    @classmethod
+    def load(cls, path):
+        """A run's saved settings (its config.json); a damaged or foreign file is named."""
+        try:
+            return cls.from_json(json.loads(open(path).read()))
+        except (OSError, ValueError, TypeError) as e:  # JSONDecodeError and InputError are ValueErrors
+            raise InputError(
+                f"not the settings of a run of this version ({e})", file=path,
+                fix="restore the run's config.json as train wrote it",
+            ) from None  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +202,33 @@ class Experiment(RunConfig):
         self._check_mesh(f"--exp {self.name}")
         if not 0 < self.val_fraction < 1:
             raise InputError("val_fraction must be in (0, 1)", where=f"--exp {self.name}")
+        self._check_ranges(
+            f"--exp {self.name}",
+            {
+                "> 0": ("lr", "lora_alpha", "patience", "max_steps", "head_dim", "n_boot"),
+                ">= 0": ("weight_decay", "margin", "rsa_per_epoch", "seed"),
+                "in [0, 1]": ("alpha", "beta_start", "beta_end"),
+                "in [0, 1)": ("head_dropout", "lora_dropout"),
+            },
+        )
+        self._check_out(f"--exp {self.name}")
+        from jaxbgs.models.layers import ATTENTION, DTYPES, REMAT_POLICIES
+
+        for key, allowed in (
+            ("arch", ARCHS),
+            ("dtype", DTYPES),
+            ("remat", tuple(REMAT_POLICIES)),
+            ("attention", ATTENTION),
+        ):
+            if getattr(self, key) not in allowed:
+                raise InputError(
+                    f"{key}={getattr(self, key)!r}", where=f"--exp {self.name}", fix=f"use {allowed}"
+                )
+        if self.frame_grouping is not None and self.arch != "timesformer":
+            raise InputError(
+                f"frame_grouping is a TimeSformer option (arch={self.arch!r})",
+                where=f"--exp {self.name}", fix="leave frame_grouping unset",
+            )  # fmt: skip
 
 
 def _coerce(name: str, hint, value, parse: bool):
@@ -214,6 +280,10 @@ def parse_sets(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InputError(f"--set {pair!r} is not key=value", fix="e.g. --set lr=3e-4")
+        if key == "name":
+            raise InputError("the experiment's name is not a setting", where="--set", fix="use --exp NAME")
+        if key in out:
+            raise InputError(f"{key} is set twice ({out[key]!r}, {value!r})", where="--set", fix="keep one")
         out[key] = value
     return out
 

@@ -90,10 +90,19 @@ class SocialFusionExperiment(RunConfig):
         for key in ("image_size", "connector_hidden", "lora_rank", "gaze_channels", "batch_size", "epochs"):
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be >= 1, got {getattr(self, key)}", where=where)
-        if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
-            raise InputError("need lr > 0, warmup_steps >= 0, weight_decay >= 0", where=where)
-        if self.gaze_weight is not None and self.gaze_weight < 0:
-            raise InputError(f"gaze_weight must be >= 0, got {self.gaze_weight}", where=where)
+        self._check_ranges(
+            where,
+            {
+                "> 0": ("lr", "lora_alpha", "max_steps", "limit", "demo_per_class"),
+                ">= 0": ("warmup_steps", "weight_decay", "gaze_weight", "seed"),
+            },
+        )
+        self._check_out(where)
+        tasks = [entry.partition(":")[0] for entry in self.data_dirs]
+        if len(set(tasks)) != len(tasks):
+            raise InputError(
+                f"data_dirs names a task twice: {self.data_dirs}", where=where, fix="one DIR per task"
+            )
         for entry in self.data_dirs:
             task, sep, path = entry.partition(":")
             if not sep or task not in TASKS or not path:

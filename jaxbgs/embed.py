@@ -14,7 +14,6 @@ written unless every video was embedded.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbgs.errors import InputError
+from jaxbgs.errors import InputError, count
 from jaxbgs.files import atomic_path
 
 
@@ -66,7 +65,7 @@ def load_run(run_dir: str | Path):
             file=export,
             fix=f"let the run finish (python -m jaxbgs.train --resume --out {run_dir})",
         )
-    exp = Experiment.from_json(json.loads(cfg.read_text()))
+    exp = Experiment.load(cfg)
     model, meta = core.load(export)
     return model, meta.arch, ClipSpec(frames=exp.frames, size=exp.size, mode=exp.clip_mode)
 
@@ -121,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--checkpoint", help="any jaxbgs Flax checkpoint directory (then give --frames, --size)")
     p.add_argument("--videos", nargs="+", required=True, help="video files and/or directories of videos")
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--frames", type=int, help="frames per clip (with --checkpoint)")
-    p.add_argument("--size", type=int, help="crop size (with --checkpoint)")
+    p.add_argument("--frames", type=count, help="frames per clip (with --checkpoint)")
+    p.add_argument("--size", type=count, help="crop size (with --checkpoint)")
     p.add_argument("--mode", default="crop", help="crop or resize (with --checkpoint)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=count, default=8)
     p.add_argument("--layers", action="store_true", help="also store the pooled embedding after every block")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)

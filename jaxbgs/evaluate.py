@@ -32,7 +32,7 @@ def evaluate_run(run_dir: str | Path, *, n_boot: int | None = None) -> dict:
         )
     if not (run_dir / "best").is_dir():
         raise InputError("the run has no best checkpoint yet", file=run_dir, fix="train at least one epoch")
-    exp = experiments.Experiment.from_json(json.loads(cfg.read_text()))
+    exp = experiments.Experiment.load(cfg)
     if n_boot is not None:
         exp = dataclasses.replace(exp, n_boot=n_boot)
     data, _, _, trainer = prepare(exp)

@@ -132,11 +132,11 @@ def prepare(exp: experiments.Experiment):
 
 def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     from jaxbgs import lora
-    from jaxbgs.files import atomic_path, refuse_existing_run, write_text_atomic
+    from jaxbgs.files import atomic_path, start_run, write_text_atomic
     from jaxbgs.trainer import loop
 
     run_dir = Path(exp.run_dir)
-    refuse_existing_run(run_dir, resume=resume)
+    start_run(run_dir, exp.to_json(), resume=resume)
     data, model, meta, trainer = prepare(exp)
     main = sharding.is_main_process()
     log = sharding.main_print
@@ -150,6 +150,8 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
         f"train {len(data.train_ids)} videos / {len(data.train)} trials, val {len(data.val_ids)} / "
         f"{len(data.val)}, test {len(data.test_ids)} / {len(data.test)}"
     )
+    if data.excluded:
+        log(data.excluded)
     progress = loop.fit(exp, trainer, data, run_dir, resume=resume)
     if not progress.done:
         log(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")

@@ -165,6 +165,24 @@ def test_rerun_into_existing_directory_needs_resume(tiny_exp):
         train.run(exp)
 
 
+def test_a_checkpoint_of_another_family_is_refused(world, tmp_path):
+    from checkpoints_convert import convert
+    from jaxbgs.trainer import setup
+
+    _, weights = world
+    flax_dir = convert.to_flax("videomae", weights["videomae"], tmp_path / "videomae")
+    exp = dataclasses.replace(experiments.get("timesformer"), weights=str(flax_dir))
+    with pytest.raises(InputError, match="holds a videomae model; the experiment trains timesformer"):
+        setup.build_model(exp)
+
+
+def test_the_split_says_what_it_costs_in_trials(tiny_exp, capsys):
+    exp = tiny_exp(experiments.get("vjepa"), max_steps=1)
+    train.run(exp)
+    out = capsys.readouterr().out
+    assert "training trials mix training and validation videos and are left out of both" in out
+
+
 def test_missing_video_is_named(tiny_exp, tmp_path):
     import shutil
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxbgs.errors import InputError
+from jaxbgs.errors import InputError, count, count_or_zero
 
 
 def _data(args):
@@ -89,10 +89,31 @@ def _load_ids(path: Path, names: dict[str, int]) -> np.ndarray:
     if not path.is_file():
         raise InputError("ids file not found", file=path, fix="one video id per embedding row")
     if path.suffix == ".npy":
-        return np.load(path).astype(np.int64).reshape(-1)
-    first = path.read_text().splitlines()[:1]
-    if first and first[0].strip().lstrip("-").isdigit():  # plain list, no header
-        return np.array([int(x) for x in path.read_text().split()], dtype=np.int64)
+        try:
+            ids = np.load(path)
+        except (OSError, ValueError) as e:
+            raise InputError(
+                f"not a readable .npy file ({e})", file=path, fix="save it with np.save"
+            ) from None
+        if ids.dtype.kind not in "iu":
+            raise InputError(
+                f"ids must be integers, got {ids.dtype}", file=path, fix="save integer video ids"
+            )
+        return ids.astype(np.int64).reshape(-1)
+    lines = path.read_text().splitlines()
+    if lines and lines[0].strip().lstrip("-").isdigit():  # plain list, no header
+        ids = []
+        for i, line in enumerate(lines):
+            for token in line.split():
+                if not token.lstrip("-").isdigit():
+                    raise InputError(
+                        f"{token!r} is not a video id",
+                        file=path,
+                        where=f"line {i + 1}",
+                        fix="whole numbers only",
+                    )
+                ids.append(int(token))
+        return np.array(ids, dtype=np.int64)
     t = read_table(path)
     for col in ("id", "index"):
         if col in t.columns:
@@ -233,14 +254,19 @@ def parser() -> argparse.ArgumentParser:
 
     def scoring(sp):
         sp.add_argument(
-            "--n-boot", type=int, default=10_000, help="bootstrap resamples of pairs for the R^2 CI"
+            "--n-boot",
+            type=count_or_zero,
+            default=10_000,
+            help="bootstrap resamples of pairs for the R^2 CI (0: none)",
         )
-        sp.add_argument("--n-perm", type=int, default=5_000, help="label permutations for the p-value")
+        sp.add_argument(
+            "--n-perm", type=count_or_zero, default=5_000, help="label permutations for the p-value (0: none)"
+        )
         sp.add_argument("--project", action="store_true", help="sparse random projection (JL, eps=0.1) first")
 
     sp = sub.add_parser("ceiling", help="split-half noise ceiling (paper App. F.5)")
     common(sp)
-    sp.add_argument("--iters", type=int, default=1000)
+    sp.add_argument("--iters", type=count, default=1000)
     sp.set_defaults(func=cmd_ceiling)
 
     sp = sub.add_parser("language", help="caption-embedding baseline from a sentence encoder")
@@ -271,14 +297,14 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("example", help="write a simulated-observer dataset in the released format")
     common(sp, data=False)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--n-videos", type=int, default=60)
-    sp.add_argument("--n-test", type=int, default=20)
+    sp.add_argument("--n-videos", type=count, default=60)
+    sp.add_argument("--n-test", type=count, default=20)
     sp.set_defaults(func=cmd_example)
 
     sp = sub.add_parser("design", help="greedy set-cover triplet design (paper App. E)")
     common(sp, data=False)
-    sp.add_argument("--n-items", type=int, required=True)
-    sp.add_argument("--set-size", type=int, default=220)
+    sp.add_argument("--n-items", type=count, required=True)
+    sp.add_argument("--set-size", type=count, default=220)
     sp.add_argument("--out", required=True)
     sp.set_defaults(func=cmd_design)
     return p

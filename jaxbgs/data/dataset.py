@@ -205,7 +205,13 @@ def read_captions(path: str | os.PathLike, name_to_id: dict[str, int]) -> dict[i
             raise InputError(
                 "empty caption", file=t.path, where=t.where(i), fix="delete the row or fill it in"
             )
-        by_id.setdefault(name_to_id[n], []).append((int(order[i]), str(c).strip()))
+        seen = by_id.setdefault(name_to_id[n], [])
+        if any(k == int(order[i]) for k, _ in seen):  # the order, and so the first caption, would be a guess
+            raise InputError(
+                f"video {n!r} has caption_index {int(order[i])} twice", file=t.path, where=t.where(i),
+                fix="number each video's captions 0, 1, 2, ...",
+            )  # fmt: skip
+        seen.append((int(order[i]), str(c).strip()))
     return {k: [c for _, c in sorted(v, key=lambda x: x[0])] for k, v in sorted(by_id.items())}
 
 
@@ -227,6 +233,13 @@ def read_ratings(path: str | os.PathLike, name_to_id: dict[str, int]) -> tuple[n
                 fix=f"ratings must name videos of {FILES['mapping']}",
             )
     rows = np.array([name_to_id[n] for n in t.columns["video_name"]])
+    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        i = int(np.sort(first[counts > 1])[0])
+        raise InputError(
+            f"video {t.columns['video_name'][i]!r} is rated in more than one row", file=t.path,
+            where=t.where(i), fix="one row of ratings per video",
+        )  # fmt: skip
     for c, name in enumerate(names):
         out[rows, c] = float_column(t, name)
     return out, [n.removeprefix("rating-") for n in names]

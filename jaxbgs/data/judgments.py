@@ -104,6 +104,14 @@ def read_trials(
         raise InputError(
             "no trials in the file", file=table.path, fix="it needs at least one row of judgments"
         )
+    if "catch_trial_flag" in table.columns:  # attention checks are not judgments (all False in the release)
+        catch = np.array([str(v).strip().lower() in ("true", "1") for v in table.columns["catch_trial_flag"]])
+        if catch.any():
+            where, more = _first(table, catch)
+            raise InputError(
+                f"a catch trial (catch_trial_flag True){more}", file=table.path, where=where,
+                fix="remove catch trials (attention checks, not similarity judgments) before use",
+            )  # fmt: skip
     items = np.stack([int_column(table, c) for c in cols[:3]], axis=1)
     odd = int_column(table, cols[3])
     _validate(table, cols, items, odd, known_ids, allow_repeats)

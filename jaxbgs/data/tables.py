@@ -20,10 +20,12 @@ class Table:
     columns: dict[str, list]
     n_rows: int
     parquet: bool
+    lines: tuple[int, ...] = ()  # CSV: the line (as an editor counts) each data row starts on
 
     def where(self, i: int) -> str:
-        # CSV: the header is line 1, so data row i sits on line i + 2 (what an editor shows).
-        return f"row {i + 1}" if self.parquet else f"line {i + 2}"
+        if self.parquet:
+            return f"row {i + 1}"
+        return f"line {self.lines[i] if self.lines else i + 2}"  # the header is line 1
 
     def require(self, names: tuple[str, ...], what: str) -> None:
         missing = [n for n in names if n not in self.columns]
@@ -51,25 +53,42 @@ def read_table(path: str | os.PathLike) -> Table:
             raise InputError(f"not a readable Parquet file ({e})", file=path, fix="re-export the file") from e
         n = len(next(iter(data.values()))) if data else 0
         return Table(path, {k.strip(): v for k, v in data.items()}, n, parquet=True)
+    rows, starts = [], []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.reader(f)
+            line = 1
+            for row in reader:
+                rows.append(row)
+                starts.append(line)
+                line = reader.line_num + 1  # a quoted cell may span lines
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text ({e})", file=path, fix="save the file as UTF-8 CSV") from e
     if not rows:
         raise InputError("the file is empty", file=path, fix="it needs a header line and at least one row")
     header = [h.strip() for h in rows[0]]
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        raise InputError(
+            f"the header is a single column {header[0]!r}", file=path, where="line 1",
+            fix="separate the columns with commas (this file seems to use another separator)",
+        )  # fmt: skip
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise InputError(
+            f"column name(s) {repeated} appear more than once in the header", file=path, where="line 1",
+            fix="give every column its own name",
+        )  # fmt: skip
     body = rows[1:]
     for i, r in enumerate(body):
         if len(r) != len(header):
             raise InputError(
                 f"{len(r)} fields where the header has {len(header)}",
                 file=path,
-                where=f"line {i + 2}",
+                where=f"line {starts[i + 1]}",
                 fix="every row needs one value per column (quote fields that contain commas)",
             )
     cols = {h: [r[c] for r in body] for c, h in enumerate(header)}
-    return Table(path, cols, len(body), parquet=False)
+    return Table(path, cols, len(body), parquet=False, lines=tuple(starts[1:]))
 
 
 def _is_missing(v) -> bool:

@@ -28,7 +28,7 @@ from jaxbgs.models import preprocess as pp
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 MODES = ("crop", "resize")
 CACHE_FORMAT = 1
 CACHE_ARRAY = "videos.npy"
@@ -87,6 +87,13 @@ def decode(path: str | os.PathLike, n_frames: int | None, *, stride: int | None 
                     "no frames could be decoded",
                     file=path,
                     fix="the video stream is empty or broken; re-encode or replace the file",
+                )
+            declared = stream.frames  # the index's count: a little off at times, never by half
+            if need is None and declared and len(frames) < declared - max(2, declared // 20):
+                raise InputError(
+                    f"only {len(frames)} of the {declared} frames the file declares could be decoded",
+                    file=path,
+                    fix="the file is truncated or damaged (an interrupted download?); fetch or re-encode it",
                 )
             if n_frames is None:
                 idx = np.arange(len(frames)) if stride is None else np.arange(0, len(frames), stride)
@@ -332,7 +339,7 @@ def build_cache(
         if not paths[i].is_file():
             raise InputError(f"video {i} not found", file=paths[i], fix="check the paths (see video_paths)")
     sources = {str(i): _source(paths[i]) for i in ids}
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_path(out, directory=True, replace=True) as tmp:
         arr = np.lib.format.open_memmap(
             tmp / CACHE_ARRAY, mode="w+", dtype=np.uint8, shape=(len(ids), *spec.shape)
         )

@@ -40,6 +40,8 @@ class Ceiling:
 def split_half_ceiling(
     matrix: PairMatrix, *, iters: int = 1000, seed: int = 0, min_votes: int = 2
 ) -> Ceiling:
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1 (got {iters}): the ceiling averages over random splits")
     if min_votes < 2:
         raise ValueError(
             f"min_votes must be >= 2 (got {min_votes}): a pair's votes are split into two halves"

@@ -216,7 +216,7 @@ def build_pool(
         features = extract(encoder, st["image"], batch=batch, desc=f"{task} features")
         if where is None:
             return Pool(task=task, keys=tuple(s.key or s.image for s in samples), features=features, **meta)
-        with atomic_path(where, directory=True) as tmp:
+        with atomic_path(where, directory=True, replace=True) as tmp:
             tmp.mkdir(parents=True, exist_ok=True)
             np.save(tmp / "features.npy", features)
             np.savez(tmp / "meta.npz", **meta)

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from experiments.socialfusion import SocialFusionExperiment
 from jaxbgs import sharding
 from jaxbgs.errors import InputError
-from jaxbgs.files import refuse_existing_run, write_text_atomic
+from jaxbgs.files import start_run, write_text_atomic
 from jaxbgs.models import llama
 from jaxbgs.socialfusion import features, gaze, metrics, prompts
 from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
@@ -498,7 +498,7 @@ def run(exp: SocialFusionExperiment, *, resume: bool = False) -> dict:
     from jaxbgs.lora import summary as lora_summary
 
     run_dir = Path(exp.run_dir)
-    refuse_existing_run(run_dir, resume=resume)
+    start_run(run_dir, exp.to_json(), resume=resume)
     t0 = time.perf_counter()
     data, trainer = prepare(exp)
     main = sharding.is_main_process()

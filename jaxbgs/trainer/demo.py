@@ -158,4 +158,4 @@ def pretrain(exp: Experiment, cache: Path) -> Path:
     meta = core.Meta(
         arch="vjepa2", config=cfg.to_json(), source="jaxbgs demo pretraining (appearance, kinematics)"
     )
-    return core.save(model.encoder, path, meta)
+    return core.save(model.encoder, path, meta, replace=True)  # a cache

@@ -53,6 +53,8 @@ class RunData:
     captions: dict[int, list[str]] | None = None
     # per-video ratings (names, (n_videos, k) indexed by video id) for the probes; the demo's latents
     ratings: tuple[tuple[str, ...], np.ndarray] | None = None
+    # the validation split's cost in training judgments (trials crossing it are left out), for the log
+    excluded: str = ""
 
     @property
     def val_matrix(self) -> PairMatrix:
@@ -98,6 +100,11 @@ def split_data(
         test=test,
         train_matrix=pair_matrix(tr.trials, tr.ids),
         captions=captions,
+        excluded=f"{tr.n_excluded_crossing} of {len(train)} training trials mix training and validation "
+        "videos and are left out of both (the price of a stimulus-disjoint split; val_split=judgment keeps "
+        "them)"
+        if tr.n_excluded_crossing
+        else "",
     )
 
 
@@ -148,6 +155,12 @@ def build_model(exp: Experiment, weights: str | Path | None = None, *, seed: int
     lora = lora_config(exp)
     if (Path(str(weights)) / core.CONFIG_FILE).is_file():
         base, meta = core.load(weights)
+        if meta.arch != exp.arch:
+            raise InputError(
+                f"the checkpoint holds a {meta.arch} model; the experiment trains {exp.arch}",
+                file=Path(str(weights)) / core.CONFIG_FILE,
+                fix=f"pass a {exp.arch} checkpoint as --weights, or --set arch={meta.arch}",
+            )
         fam_cfg = type(base.cfg).from_json(meta.config).replace(**runtime_overrides(exp))
         model = type(base)(fam_cfg, lora=lora, rngs=nnx.Rngs(seed))
         core.assign(model, {k: v for k, v in core.flat_params(base).items() if k in core.base_shapes(model)})

@@ -115,6 +115,36 @@ def test_rsa_bad_embeddings(capsys, data_dir, tmp_path, case, message):
     assert message in err and err.count("\n") == 1 and err.startswith("error: ")
 
 
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ("0\n1\nabc\n", "ids.txt: line 3: 'abc' is not a video id"),
+        (np.arange(250) + 0.7, "ids must be integers, got float64"),
+        (b"\x93NUMPY garbage", "not a readable .npy file"),
+    ],
+)
+def test_rsa_bad_ids_are_named(capsys, data_dir, tmp_path, ids, message):
+    emb = tmp_path / "e.npy"
+    np.save(emb, np.ones((250, 4)))
+    if isinstance(ids, str):
+        path = tmp_path / "ids.txt"
+        path.write_text(ids)
+    else:
+        path = tmp_path / "ids.npy"
+        path.write_bytes(ids) if isinstance(ids, bytes) else np.save(path, ids)
+    code, out, err = run(capsys, "rsa", "--data", str(data_dir), "--embeddings", str(emb), "--ids", str(path))
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["ceiling", "--iters", "0"], ["rsa", "--n-perm", "-5"], ["example", "--n-test", "0"]]
+)
+def test_counts_below_one_are_usage_errors(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        run(capsys, *argv)
+    assert e.value.code == 2 and "needs a number >= " in capsys.readouterr().err
+
+
 def test_missing_data_one_line_then_debug_traceback(capsys, tmp_path):
     code, _, err = run(capsys, "ceiling", "--data", str(tmp_path / "absent"))
     assert code == 2 and "data directory not found" in err and "Traceback" not in err

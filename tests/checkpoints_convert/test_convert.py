@@ -194,3 +194,41 @@ def test_check_cli_json(hf_dir, capsys):
 def test_not_a_flax_checkpoint(tmp_path):
     with pytest.raises(InputError, match="not a jaxbgs Flax checkpoint"):
         convert.to_torch(tmp_path, tmp_path / "x")
+
+
+def test_an_existing_destination_is_never_deleted(hf_dir, tmp_path, capsys):
+    flax_dir = tmp_path / "f"
+    assert main(["to-flax", "--arch", "vjepa2", "--src", str(hf_dir), "--dst", str(flax_dir)]) == 0
+    before = sorted(p.relative_to(flax_dir) for p in flax_dir.rglob("*"))
+    assert main(["to-torch", "--src", str(flax_dir), "--dst", str(flax_dir)]) == 2  # onto its own source
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert sorted(p.relative_to(flax_dir) for p in flax_dir.rglob("*")) == before
+    core.load(flax_dir)  # still whole
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["to-flax", "--arch", "vjepa2", "--src", str(hf_dir), "--dst", str(mine)]) == 2
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "unreadable"),
+        ('{"format": %s, "arch": "vjepa2", "config": {}, "colour": 1}', "colour"),
+    ],
+)
+def test_damaged_checkpoint_settings_are_named(hf_dir, tmp_path, text, message):
+    flax_dir = convert.to_flax("vjepa2", hf_dir, tmp_path / "f")
+    (flax_dir / core.CONFIG_FILE).write_text(text.replace("%s", str(core.FORMAT)))
+    with pytest.raises(InputError, match=rf"{core.CONFIG_FILE}: .*{message}"):
+        convert.to_torch(flax_dir, tmp_path / "t")
+
+
+def test_damaged_shard_index_is_named(hf_dir, tmp_path):
+    bad = tmp_path / "sharded"
+    bad.mkdir()
+    (bad / "config.json").write_text((hf_dir / "config.json").read_text())
+    (bad / "model.safetensors.index.json").write_text('{"metadata": {}}')
+    with pytest.raises(InputError, match=r"model\.safetensors\.index\.json: not a shard index"):
+        convert.to_flax("vjepa2", bad, tmp_path / "out")

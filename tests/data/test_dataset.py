@@ -127,6 +127,12 @@ def test_caption_and_rating_problems(tmp_path):
     r.write_text("video_name,rating-valence\na.mp4,\n")
     with pytest.raises(InputError, match="line 2: column 'rating-valence' holds ''"):
         read_ratings(r, {"a.mp4": 0})
+    r.write_text("video_name,rating-valence\na.mp4,0.2\nb.mp4,0.1\na.mp4,0.9\n")
+    with pytest.raises(InputError, match="line 2: video 'a.mp4' is rated in more than one row"):
+        read_ratings(r, {"a.mp4": 0, "b.mp4": 1})
+    p.write_text("video_name,caption_index,caption\na.mp4,1,one\na.mp4,2,two\na.mp4,1,three\n")
+    with pytest.raises(InputError, match="line 4: video 'a.mp4' has caption_index 1 twice"):
+        read_captions(p, {"a.mp4": 0})
 
 
 def test_missing_directory(tmp_path):

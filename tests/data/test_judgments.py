@@ -107,6 +107,12 @@ BAD = [
     ("header_only", f"{HEADER}\n", {}, r"no trials in the file"),
     ("empty_file", "", {}, r"the file is empty"),
     ("bad_generic", "i,j,k,odd\n1,2,3,4\n", {}, r"'odd' is 4, not one of the three videos \[1, 2, 3\]"),
+    (
+        "catch_trial",
+        "stim1_name,stim2_name,stim3_name,choice,catch_trial_flag\n0,1,2,1,False\n0,1,3,3,True\n",
+        {},
+        r"line 3: a catch trial \(catch_trial_flag True\)",
+    ),
 ]
 
 

@@ -88,6 +88,28 @@ def test_decode_truncated(tmp_path, vid):
         V.decode(p, 4)
 
 
+def test_decode_truncated_with_the_index_first(tmp_path, vid):
+    """With the index ahead of the frames (mp4 "faststart", as served for streaming), a cut file
+    opens and decodes its first frames without complaint; the declared count gives it away."""
+    import av
+
+    fast = tmp_path / "fast.mp4"
+    with (
+        av.open(str(vid)) as src,
+        av.open(str(fast), "w", format="mp4", options={"movflags": "faststart"}) as dst,
+    ):
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    assert len(V.decode(fast, None)) == T  # whole: every frame
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.6)])
+    with pytest.raises(InputError, match=rf"cut\.mp4: only \d+ of the {T} frames the file declares"):
+        V.decode(cut, 4)
+
+
 def test_decode_no_video_stream(tmp_path):
     p = tmp_path / "sound.wav"
     with wave.open(str(p), "wb") as w:

@@ -47,6 +47,14 @@ def test_overrides_and_bad_values():
         ({"encoder": "resnet"}, "encoder"),
         ({"batch_size": "0"}, "batch_size"),
         ({"data_dirs": "lam"}, "data_dirs"),
+        ({"data_dirs": "lam:/a,lam:/b"}, "names a task twice"),
+        ({"lr": "NaN"}, "lr must be > 0, got nan"),
+        ({"gaze_weight": "NaN"}, "gaze_weight must be >= 0"),
+        ({"lora_alpha": "-5"}, "lora_alpha must be > 0"),
+        ({"max_steps": "-1"}, "max_steps must be > 0"),
+        ({"seed": "-1"}, "seed must be >= 0"),
+        ({"limit": "0"}, "limit must be > 0"),
+        ({"out": "runs/{nam}"}, "is not a path template"),
     ):
         with pytest.raises(InputError, match=message):
             experiments.override(exp, sets)

@@ -512,6 +512,6 @@ def write_demo_datasets(
         def n_for(split: str, name=name) -> int:
             return per_class * (TRAIN_SCALE[name] if split == "train" else 1)
 
-        with atomic_path(root / name, directory=True) as tmp:
+        with atomic_path(root / name, directory=True, replace=True) as tmp:
             write(tmp, splits, n_for, image_size, rng_for)
     return {task: root / name for task, name in DEMO_DIRS.items()}
