@@ -144,7 +144,7 @@ def apply_to_flax(
     Returns (flax params, passthrough tensors). Raises one `InputError` naming every unknown source
     key, every target left empty and every shape mismatch.
     """
-    out, passthrough, unknown, bad_shape, bad_keys = {}, {}, [], [], set()
+    out, passthrough, unknown, bad_shape, bad_value, bad_keys = {}, {}, [], [], [], set()
     for key, value in key_map.prepare(state).items():
         if key_map.kept(key):
             passthrough[key] = value
@@ -161,6 +161,10 @@ def apply_to_flax(
             bad_shape.append(f"{key} {tuple(value.shape)} -> {fkey} expects {tuple(expected[fkey])}")
             bad_keys.add(fkey)
             continue
+        if value.dtype.kind != "f" or not np.isfinite(value).all():  # a parameter is finite floats
+            bad_value.append(f"{key} ({value.dtype})" if value.dtype.kind != "f" else f"{key} (NaN or Inf)")
+            bad_keys.add(fkey)
+            continue
         out[fkey] = value
     missing = [k for k in expected if k not in out and k not in bad_keys]
     problems = []
@@ -171,6 +175,8 @@ def apply_to_flax(
         problems.append(f"{len(missing)} missing key(s): {_listing(torch_names)}")
     if bad_shape:
         problems.append(f"{len(bad_shape)} shape mismatch(es): {_listing(bad_shape, 4)}")
+    if bad_value:
+        problems.append(f"{len(bad_value)} tensor(s) not finite floating point: {_listing(bad_value, 4)}")
     if problems:
         raise InputError(
             "checkpoint does not match the architecture: " + "; ".join(problems),

@@ -133,6 +133,14 @@ def _corrupt(hf_dir, tmp_path, edit):
             lambda s: s.__setitem__("encoder.layer.0.attention.query.weight", np.zeros((48, 40), np.float32)),
             r"shape mismatch\(es\): encoder.layer.0.attention.query.weight \(40, 48\)",
         ),
+        (
+            lambda s: s.__setitem__("encoder.layer.0.norm1.weight", np.ones(48, np.int64)),
+            r"1 tensor\(s\) not finite floating point: encoder.layer.0.norm1.weight \(int64\)",
+        ),
+        (
+            lambda s: s["encoder.layer.1.mlp.fc1.bias"].__setitem__(0, np.nan),
+            r"encoder.layer.1.mlp.fc1.bias \(NaN or Inf\)",
+        ),
     ],
 )
 def test_bad_checkpoints_are_named_and_nothing_is_written(hf_dir, tmp_path, capsys, edit, message):
