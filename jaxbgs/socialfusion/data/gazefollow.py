@@ -17,6 +17,8 @@ Train: rows with inout -1 (invalid) are dropped, and with `in_frame_only` (Gaze-
 training) also inout 0 (target out of frame); an out-of-frame head that is kept has no points.
 Test: rows are grouped by (path, eye_x) into one head holding every annotator's point; points
 with a negative coordinate are skipped (as the AUC code skips them); all test heads are in frame.
+A gaze point beyond [0, 1] (an in-frame train target, a test point above 1) is dropped and counted
+with a warning: normalised coordinates outside the image are annotation errors.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def _head(path: Path, n: int, row: list[str]):
     return row[0].strip(), eye_x, box, gaze
 
 
+def _inside(point: tuple[float, float]) -> bool:
+    return all(0.0 <= c <= 1.0 for c in point)
+
+
 def read_gazefollow(
     root: str | os.PathLike, split: str, *, in_frame_only: bool = True, limit: int | None = None
 ) -> SampleList:
@@ -96,6 +102,8 @@ def read_gazefollow(
                 drops.add("inout=-1 (invalid annotation)")
             elif inout == 0 and in_frame_only:
                 drops.add("inout=0 (target out of frame; in_frame_only)")
+            elif inout == 1 and not _inside(gaze):
+                drops.add("in-frame targets outside the image (gaze not in [0, 1])", f"line {n}", warn=True)
             else:
                 heads.append((n, n, image, box, (gaze,) if inout == 1 else ()))
     else:
@@ -113,6 +121,8 @@ def read_gazefollow(
             group[1] = n
             if gaze[0] < 0 or gaze[1] < 0:
                 drops.add("test annotator points with a negative coordinate (skipped)")
+            elif not _inside(gaze):
+                drops.add("test annotator points beyond the image (> 1)", f"line {n}", warn=True)
             else:
                 group[4].append(gaze)
         for first, last, image, box, points in groups.values():

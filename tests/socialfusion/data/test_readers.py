@@ -47,6 +47,7 @@ GF_TRAIN = [
     "train/a.jpg,3,0.1,0.1,0.5,0.8,0.25,0.2,-1,-1,10,10,20,20,0,src,m",  # out of frame
     "train/a.jpg,4,0.1,0.1,0.5,0.8,0.9,0.1,0.7,0.7,190,-5,210,20,1,m",  # Chong's 16 columns; clipped
     "train/gone.jpg,1,0.1,0.1,0.5,0.8,0.25,0.2,0.5,0.6,1,1,5,5,1,src,m",  # image not on disk
+    "train/a.jpg,5,0.1,0.1,0.5,0.8,0.25,0.2,7.5,0.6,10,10,20,20,1,src,m",  # in frame, gaze outside
 ]
 GF_TEST = [  # two heads x 3 annotators, grouped by (path, eye_x)
     "test2/b.jpg,1,0,0,1,1,0.2,0.3,0.50,0.50,10,5,20,15,src,m",
@@ -55,6 +56,7 @@ GF_TEST = [  # two heads x 3 annotators, grouped by (path, eye_x)
     "test2/b.jpg,2,0,0,1,1,0.7,0.3,0.10,0.90,60,5,70,15,src,m",
     "test2/b.jpg,2,0,0,1,1,0.7,0.3,-1,-1,60,5,70,15,src,m",
     "test2/b.jpg,2,0,0,1,1,0.7,0.3,0.14,0.86,60,5,70,15,src,m",
+    "test2/b.jpg,2,0,0,1,1,0.7,0.3,1.40,0.20,60,5,70,15,src,m",  # beyond the image
 ]
 
 
@@ -83,8 +85,9 @@ def test_gazefollow_train_protocol(gazefollow, caplog):
         "inout=-1 (invalid annotation)": 1,
         "inout=0 (target out of frame; in_frame_only)": 1,
         "image missing on disk": 1,
+        "in-frame targets outside the image (gaze not in [0, 1])": 1,
     }
-    assert "gone.jpg" in caplog.text
+    assert "gone.jpg" in caplog.text and "line 6" in caplog.text
     s = R.read_gazefollow(gazefollow, "train", in_frame_only=False)
     assert len(s) == 3 and s[1].points == () and s[1].key.endswith("line 3")  # kept out-of-frame head
     assert len(R.read_gazefollow(gazefollow, "train", limit=1)) == 1
@@ -94,10 +97,13 @@ def test_gazefollow_test_groups_annotators(gazefollow):
     s = R.read_gazefollow(gazefollow, "test")
     assert len(s) == 2
     assert s[0].points == ((0.50, 0.50), (0.52, 0.48), (0.54, 0.46)) and s[0].key.endswith("lines 1-3")
-    assert s[1].points == ((0.10, 0.90), (0.14, 0.86)) and s[1].key.endswith("lines 4-6")
+    assert s[1].points == ((0.10, 0.90), (0.14, 0.86)) and s[1].key.endswith("lines 4-7")
     np.testing.assert_allclose(s[1].boxes[0], (0.6, 0.1, 0.7, 0.3))
     assert s[1].size == (100, 50)
-    assert s.dropped == {"test annotator points with a negative coordinate (skipped)": 1}
+    assert s.dropped == {
+        "test annotator points with a negative coordinate (skipped)": 1,
+        "test annotator points beyond the image (> 1)": 1,
+    }
 
 
 @pytest.mark.parametrize(
