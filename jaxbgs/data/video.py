@@ -95,6 +95,10 @@ def decode(path: str | os.PathLike, n_frames: int | None, *, stride: int | None 
                     file=path,
                     fix="the file is truncated or damaged (an interrupted download?); fetch or re-encode it",
                 )
+            if n_frames is not None and stride is None and len(frames) < n_frames:
+                log.warning(
+                    "%s: %d frames, fewer than the %d asked for; some repeat", path, len(frames), n_frames
+                )
             if n_frames is None:
                 idx = np.arange(len(frames)) if stride is None else np.arange(0, len(frames), stride)
             else:

@@ -233,7 +233,9 @@ def caption_embeddings(
     missing = [int(i) for i in ids if not captions.get(int(i))]
     if missing:
         raise InputError(
-            f"no caption for video id(s) {missing[:5]}", fix="add captions for every video scored"
+            f"no caption for video id(s) {missing[:5]}"
+            + (f" ({len(missing)} in all)" if len(missing) > 5 else ""),
+            fix="add rows for them to the data directory's captions.csv (every scored video needs one)",
         )
     lists = [captions[int(i)] for i in ids]
     if mode == "first":

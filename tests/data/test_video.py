@@ -125,6 +125,16 @@ def test_decode_zero_frames(tmp_path):
         V.decode(p, 4)
 
 
+def test_decode_fewer_frames_than_asked_repeats_them_and_says_so(vid, caplog):
+    with caplog.at_level(logging.WARNING, logger="jaxbgs.data.video"):
+        frames = V.decode(vid, 2 * T)
+    assert len(frames) == 2 * T and f"{T} frames, fewer than the {2 * T} asked for" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jaxbgs.data.video"):
+        V.decode(vid, T)
+    assert caplog.text == ""
+
+
 def test_decode_too_short_for_stride(vid):
     with pytest.raises(InputError, match=r"clip\.mp4: 8 frames at stride 4 need 29 frames, the clip has 20"):
         V.decode(vid, 8, stride=4)
