@@ -59,12 +59,12 @@ import transformers
 from backbone_step import LORA, build_pair  # the PyTorch twin with identical weights
 from flax import nnx
 
+from experiments import ARCHS  # the five BGS backbones
 from jaxbgs import lora as lora_lib
 from jaxbgs import losses
 from jaxbgs.trainer.setup import NORMALISATION
 from jaxbgs.trainer.step import LossWeights, Trainer, make_optimizer
 
-ARCHS = ("vjepa2", "vjepa21", "timesformer", "videomae", "clip")
 # (blocks, frames, px) of the paper's inputs (performance.md §1.3); the reduced CPU shape is below.
 PAPER = {
     "vjepa2": (24, 64, 256),

@@ -154,7 +154,7 @@ class Experiment(RunConfig):
     val_split: str = "video"  # stimulus-disjoint (default) or "judgment"
     val_fraction: float = 0.2
     max_steps: int | None = None  # stop early (smoke tests)
-    # device mesh (jaxbgs.sharding): `--set mesh.data=4 mesh.fsdp=2`; -1 = the remaining devices
+    # device mesh (jaxbgs.sharding): `--set mesh.data=4 --set mesh.fsdp=2`; -1 = the remaining devices
     mesh_data: int = -1
     mesh_fsdp: int = 1
     mesh_tensor: int = 1

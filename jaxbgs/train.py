@@ -154,7 +154,9 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
         log(data.excluded)
     progress = loop.fit(exp, trainer, data, run_dir, resume=resume)
     if not progress.done:
-        log(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")
+        log(
+            f"stopped at step {progress.global_step}; continue with --exp {exp.name} --resume --out {run_dir}"
+        )
         return {"stopped_at_step": progress.global_step}
     from jaxbgs.trainer import evaluate
 
@@ -173,7 +175,9 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
     if main:
         res |= export(merged, meta, run_dir)
         weights = base_weights(exp)
-        res["base_weights"] = str(weights) if weights is not None else None
+        if weights is not None and Path(weights).exists():  # a path: absolute, readable from anywhere
+            weights = Path(weights).absolute()
+        res["base_weights"] = str(weights) if weights is not None else None  # else a Hub id
         emb |= {"test_items": data.test.items, "test_odd": data.test.odd, **all_videos}
         if data.captions:  # one caption per test video, for tables a person reads
             emb["captions"] = np.array([data.captions.get(int(i), [""])[0] for i in emb["ids"]])

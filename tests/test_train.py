@@ -35,15 +35,17 @@ def test_every_experiment_runs_two_steps(name, tiny_exp):
     assert json.load(open(f"{exp.run_dir}/config.json"))["name"] == name
 
 
-def test_full_run_writes_results_and_exports(tiny_exp):
-    exp = tiny_exp(experiments.get("vjepa"), epochs=2)
+def test_full_run_writes_results_and_exports(tiny_exp, monkeypatch):
+    weights = Path(tiny_exp(experiments.get("vjepa")).weights)
+    monkeypatch.chdir(weights.parent)
+    exp = tiny_exp(experiments.get("vjepa"), epochs=2, weights=weights.name)  # relative to this directory
     res = train.run(exp)
     keys = ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned",
             "ooo_accuracy_reference_finetuned", "layer_r2_finetuned", "test_r2_ci_finetuned")  # fmt: skip
     assert all(k in res for k in keys)
     assert len(res["layer_r2_finetuned"]) == 3  # embeddings + 2 blocks
     assert json.load(open(f"{exp.run_dir}/results.json"))["test_r2_finetuned"] == res["test_r2_finetuned"]
-    assert res["base_weights"] == exp.weights
+    assert res["base_weights"] == str(weights)  # absolute: notebooks open it from anywhere
     # The tiny world judges no pair inside its validation split: no selection, the last epoch is kept.
     assert (res["best_epoch"], res["epochs_run"], res["best_val"]) == (1, 2, None)
     epochs = [r for r in map(json.loads, open(f"{exp.run_dir}/metrics.jsonl")) if "val_r2" in r]
@@ -121,7 +123,7 @@ def test_sigterm_saves_and_resume_finishes(world, tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr[-2000:]
-    assert "continue with --resume" in stdout
+    assert "continue with --exp " in stdout and " --resume --out " in stdout
     progress = json.load(open(out / "progress.json"))
     assert progress["global_step"] > 0 and not progress["done"]
     assert (out / "checkpoints").is_dir()

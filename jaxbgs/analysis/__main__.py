@@ -65,6 +65,19 @@ def _score(args, similarity: np.ndarray, matrix, trials) -> dict:
     }
 
 
+def _projection(args, dim: int, matrix) -> str:
+    """What --project did: the JL target depends on the number of videos, and features already that
+    small are left as they are (the paper's 384-d caption embeddings, for instance)."""
+    from jaxbgs.eval.rsa import jl_min_dim
+
+    if not args.project:
+        return "off"
+    k = jl_min_dim(len(matrix.ids))
+    if dim <= k:
+        return f"none: {dim} dims <= the JL target {k} for {len(matrix.ids)} videos (eps 0.1)"
+    return f"{dim} -> {k} dims (sparse random, JL eps 0.1)"
+
+
 def cmd_language(args) -> dict:
     from jaxbgs.eval.language import BACKENDS, caption_embeddings
     from jaxbgs.eval.rsa import aligned_similarity
@@ -80,6 +93,7 @@ def cmd_language(args) -> dict:
         "split": args.split,
         "backend": args.backend,
         "dim": int(emb.shape[1]),
+        "projection": _projection(args, int(emb.shape[1]), matrix),
     } | _score(args, sim, matrix, trials)
 
 
@@ -181,7 +195,6 @@ def cmd_rsa(args) -> dict:
     out = {
         "embeddings": str(args.embeddings),
         "metric": args.metric,
-        "projected": args.project,
         "split": args.split,
     }
     chosen = next(iter(layers))
@@ -208,7 +221,8 @@ def cmd_rsa(args) -> dict:
     sim = aligned_similarity(
         layers[chosen], emb_ids, matrix, metric=args.metric, project=args.project, seed=args.seed
     )
-    return out | _score(args, sim, matrix, trials)
+    dim = int(np.prod(layers[chosen].shape[1:]))
+    return out | {"projection": _projection(args, dim, matrix)} | _score(args, sim, matrix, trials)
 
 
 def cmd_design(args) -> dict:

@@ -516,7 +516,9 @@ def run(exp: SocialFusionExperiment, *, resume: bool = False) -> dict:
     t_data = time.perf_counter() - t0
     trainable, progress = fit(exp, trainer, data, run_dir, resume=resume)
     if not progress.done:
-        log(f"stopped at step {progress.global_step}; continue with --resume --out {run_dir}")
+        log(
+            f"stopped at step {progress.global_step}; continue with --exp {exp.name} --resume --out {run_dir}"
+        )
         return {"stopped_at_step": progress.global_step}
     res = {"tasks": evaluate(trainer, trainable, data, batch=exp.batch_size)}
     res["margin_over_chance"] = margins(res["tasks"])
