@@ -144,7 +144,11 @@ def test_missing_inputs_are_named_before_any_work(world, tmp_path, capsys):
     assert train.main(["--exp", "vjepa", *given]) == 2  # the default Hub id is not in the cache
     assert "huggingface-cli download facebook/vjepa2-vitl-fpc64-256" in capsys.readouterr().err
     assert train.main(["--exp", "vjepa21", *given]) == 2
-    assert "vjepa2_1_vitb_dist_vitG_384.pt: --weights: no such checkpoint" in capsys.readouterr().err
+    assert "--weights: no such checkpoint vjepa2_1_vitb_dist_vitG_384.pt" in capsys.readouterr().err
+    absent = ["--data", str(tmp_path / "nodata"), "--videos", str(tmp_path / "novideos")]
+    assert train.main(["--exp", "vjepa", *absent, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err  # all three at once
+    assert "3 missing input(s)" in err and "nodata is not a directory" in err and "novideos" in err
     assert not (tmp_path / "x").exists()
 
 

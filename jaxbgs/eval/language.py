@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def resolve_model_dir(name_or_path: str) -> Path:
             f"model {name_or_path!r} is not in the Hugging Face cache and its package is not installed",
             fix=install,
         )
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) is None:  # a path, not a Hub id
+        raise InputError("no such model directory", file=path, fix="check the path")
     raise InputError(
         f"model {name_or_path!r} not found as a directory or in the Hugging Face cache "
         f"({', '.join(str(d) for d in _hf_cache_dirs())})",

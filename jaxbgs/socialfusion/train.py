@@ -111,11 +111,29 @@ def check_inputs(exp: SocialFusionExperiment) -> None:
         raise InputError(
             f"experiment {exp.name!r} needs inputs", fix="provide " + "; ".join(missing) + ". Nothing was run"
         )
-    for task in exp.tasks:
-        if not data_dir(exp, task).is_dir():
-            raise InputError(
-                f"no {task} dataset directory", file=data_dir(exp, task), where="--data", fix=WHERE["data"]
-            )
+    dirs = {data_dir(exp, t): t for t in exp.tasks}  # the two PISC tasks share one directory
+    problems = [f"--data: no {t} dataset directory {d}" for d, t in dirs.items() if not d.is_dir()]
+    for flag, value in (("--weights", exp.weights), ("--set encoder_weights", exp.encoder_weights)):
+        if (why := _absent(value)) is not None:
+            problems.append(f"{flag}: {why}")
+    if problems:
+        raise InputError(
+            f"{len(problems)} missing input(s): " + "; ".join(problems),
+            fix=f"provide each of them ({WHERE['data']} for the datasets). Nothing was run",
+        )
+
+
+def _absent(value: str) -> str | None:
+    """Why a path or Hub id cannot be found here, or None when it can (its contents are read later)."""
+    if Path(value).expanduser().exists():
+        return None
+    from jaxbgs.eval.language import resolve_model_dir
+
+    try:
+        resolve_model_dir(value)
+    except InputError as e:
+        return str(e)
+    return None
 
 
 def load_tokenizer(exp: SocialFusionExperiment):

@@ -73,17 +73,25 @@ def check_inputs(exp: Experiment) -> None:
             f"experiment {exp.name!r} needs {', '.join('--' + k for k in missing)}",
             fix=f"provide {lines}. Nothing was run",
         )
-    for key in ("data", "videos"):
-        if not Path(getattr(exp, key)).is_dir():
-            raise InputError("not a directory", file=getattr(exp, key), where=f"--{key}", fix=WHERE[key])
-    weights = Path(exp.weights).expanduser()
-    if not weights.exists():
+    problems = [
+        f"--{key}: {getattr(exp, key)} is not a directory ({WHERE[key]})"
+        for key in ("data", "videos")
+        if not Path(getattr(exp, key)).is_dir()
+    ]
+    if not Path(exp.weights).expanduser().exists():
         if re.fullmatch(r"[\w.-]+/[\w.-]+", exp.weights):  # a Hub id: it must be in the local cache
             from jaxbgs.eval.language import resolve_model_dir
 
-            resolve_model_dir(exp.weights)
+            try:
+                resolve_model_dir(exp.weights)
+            except InputError as e:
+                problems.append(f"--weights: {e}")
         else:
-            raise InputError("no such checkpoint", file=exp.weights, where="--weights", fix=WHERE["weights"])
+            problems.append(f"--weights: no such checkpoint {exp.weights} ({WHERE['weights']})")
+    if problems:  # every one at once: a run that needs a GPU should not be restarted once per typo
+        raise InputError(
+            f"{len(problems)} missing input(s): " + "; ".join(problems), fix="provide each of them"
+        )
 
 
 def split_data(

@@ -143,9 +143,11 @@ def test_missing_inputs_are_named_before_any_work(tmp_path):
     with pytest.raises(InputError) as e:
         sft.prepare(exp)
     assert "--data" in str(e.value) and "--weights" in str(e.value)
-    exp = dataclasses.replace(exp, data=str(tmp_path), weights=str(tmp_path))
-    with pytest.raises(InputError, match="hagrid"):
+    exp = dataclasses.replace(exp, data=str(tmp_path), weights=str(tmp_path / "llama"))
+    with pytest.raises(InputError) as e:
         sft.prepare(exp)
+    for absent in ("hagrid", "affectnet", "--weights: ", "llama: no such model directory", "encoder_weights"):
+        assert absent in str(e.value)  # every missing input at once, not the first one found
     assert not (tmp_path / "run").exists()
 
 
