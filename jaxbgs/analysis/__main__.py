@@ -68,13 +68,13 @@ def _score(args, similarity: np.ndarray, matrix, trials) -> dict:
 def _projection(args, dim: int, matrix) -> str:
     """What --project did: the JL target depends on the number of videos, and features already that
     small are left as they are (the paper's 384-d caption embeddings, for instance)."""
-    from jaxbgs.eval.rsa import jl_min_dim
+    from jaxbgs.eval.rsa import jl_min_dim, projection_target
 
     if not args.project:
         return "off"
-    k = jl_min_dim(len(matrix.ids))
-    if dim <= k:
-        return f"none: {dim} dims <= the JL target {k} for {len(matrix.ids)} videos (eps 0.1)"
+    k = projection_target(dim, len(matrix.ids))
+    if k is None:
+        return f"none: {dim} dims <= the JL target {jl_min_dim(len(matrix.ids))} for {len(matrix.ids)} videos"
     return f"{dim} -> {k} dims (sparse random, JL eps 0.1)"
 
 

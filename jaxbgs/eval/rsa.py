@@ -39,6 +39,14 @@ def jl_min_dim(n_samples: int, eps: float = 0.1) -> int:
     return int(4 * np.log(n_samples) / (eps**2 / 2 - eps**3 / 3))
 
 
+def projection_target(
+    dim: int, n_samples: int, *, eps: float = 0.1, n_components: int | None = None
+) -> int | None:
+    """The dimension `sparse_random_projection` reduces `dim` features to, or None: it only reduces."""
+    k = n_components or jl_min_dim(n_samples, eps)
+    return k if dim > k else None
+
+
 def sparse_random_projection(
     x: np.ndarray, *, eps: float = 0.1, n_components: int | None = None, seed: int = 0
 ) -> np.ndarray:
@@ -51,10 +59,10 @@ def sparse_random_projection(
         raise InputError(
             f"n_components must be >= 1 (got {n_components})", fix="leave it unset for the JL dimension"
         )
-    k = n_components or jl_min_dim(len(x), eps)
-    d = x.shape[1]
-    if d <= k:
+    k = projection_target(x.shape[1], len(x), eps=eps, n_components=n_components)
+    if k is None:
         return x
+    d = x.shape[1]
     density = 1 / np.sqrt(d)
     rng = np.random.default_rng(seed)
     nnz = rng.binomial(d * k, density)
