@@ -62,6 +62,7 @@ from flax import nnx
 from experiments import ARCHS  # the five BGS backbones
 from jaxbgs import lora as lora_lib
 from jaxbgs import losses
+from jaxbgs.models.layers import attention_kernel
 from jaxbgs.trainer.setup import NORMALISATION
 from jaxbgs.trainer.step import LossWeights, Trainer, make_optimizer
 
@@ -369,7 +370,7 @@ def child(spec: dict) -> None:
     args = argparse.Namespace(**spec["args"])
     gpu = jax.devices()[0].platform == "gpu"
     args.dtype = args.dtype or ("bfloat16" if gpu else "float32")
-    args.attention = args.attention or ("cudnn" if gpu and args.dtype != "float32" else "xla")
+    args.attention = args.attention or attention_kernel("auto", args.dtype)  # what the trainer takes
     args.steps = args.steps or (10 if gpu else 5)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     if torch.cuda.is_available():

@@ -111,7 +111,7 @@ class Experiment(RunConfig):
     # model run-time options (see jaxbgs.models.layers.BackboneConfig)
     dtype: str = "float32"
     remat: str = "none"
-    attention: str = "xla"
+    attention: str = "auto"  # cuDNN's fused kernel on a GPU with bfloat16/float16 compute, else XLA
     pool: str | None = None  # None: the family's default
     head_dim: int | None = None
     head_norm: bool = False  # authors' TimeSformer head: Linear, LayerNorm, ReLU, Dropout(0.3)
@@ -212,7 +212,7 @@ class Experiment(RunConfig):
             },
         )
         self._check_out(f"--exp {self.name}")
-        from jaxbgs.models.layers import ATTENTION, DTYPES, REMAT_POLICIES
+        from jaxbgs.models.layers import ATTENTION, DTYPES, REMAT_POLICIES, check_attention
 
         for key, allowed in (
             ("arch", ARCHS),
@@ -224,10 +224,29 @@ class Experiment(RunConfig):
                 raise InputError(
                     f"{key}={getattr(self, key)!r}", where=f"--exp {self.name}", fix=f"use {allowed}"
                 )
+        check_attention(self.attention, self.dtype, f"--exp {self.name}")
         if self.frame_grouping is not None and self.arch != "timesformer":
             raise InputError(
                 f"frame_grouping is a TimeSformer option (arch={self.arch!r})",
                 where=f"--exp {self.name}", fix="leave frame_grouping unset",
+            )  # fmt: skip
+        self._check_lora_targets(f"--exp {self.name}")
+
+    def _check_lora_targets(self, where: str) -> None:
+        """A target no layer carries would train without those adapters and never say so."""
+        from jaxbgs.lora import GROUPS
+
+        groups = [g for g in GROUPS if g != "temporal_dense" or self.arch == "timesformer"]
+        unknown = [t for t in self.lora_targets if t not in groups]
+        if unknown or not self.lora_targets or len(set(self.lora_targets)) < len(self.lora_targets):
+            problem = (
+                f"{self.arch} has no {', '.join(map(repr, unknown))} layers"
+                if unknown
+                else "each target once"
+            )
+            raise InputError(
+                f"lora_targets={','.join(self.lora_targets) or '(none)'}: {problem}",
+                where=where, fix=f"--set lora_targets=a,b with targets from {groups}",
             )  # fmt: skip
 
 

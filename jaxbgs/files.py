@@ -58,11 +58,12 @@ def write_text_atomic(dst: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-# What --resume may change: where things are (inputs, cache) and how many devices share the work
-# (checkpoints restore across meshes); the evaluation's resample count; the early stop of a leg.
+# What --resume may change: where things are (inputs, cache), how many devices share the work
+# (checkpoints restore across meshes) and how a step is computed (attention kernel, remat: the same
+# function, other memory and speed); the evaluation's resample count; the early stop of a leg.
 MAY_CHANGE_ON_RESUME = frozenset(
     {"description", "data", "data_dirs", "videos", "weights", "encoder_weights", "cache", "max_steps",
-     "n_boot", "mesh_data", "mesh_fsdp", "mesh_tensor"}
+     "n_boot", "mesh_data", "mesh_fsdp", "mesh_tensor", "attention", "remat"}
 )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ and files from process 0.
 
 The run directory holds config.json, metrics.jsonl, checkpoints/, best/, results.json and export/
 (a jaxbgs Flax checkpoint and its PyTorch export). SIGTERM or Ctrl-C saves a checkpoint and exits;
-`--resume` continues exactly where it stopped. Errors print one line and exit 2.
+`--resume` continues exactly where it stopped. Errors print one line and exit 2; running out of
+device memory prints what to turn down and exits 3.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
         trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed, keep=emb
     )
     res |= {
-        "best_epoch": progress.best_epoch,
+        "best_epoch": progress.best_epoch + 1,  # counted from 1, as the log and metrics.jsonl count
         "best_val": loop.finite_or_none(progress.best),
         "epochs_run": progress.epoch,
     }
@@ -224,11 +225,34 @@ def print_list() -> None:
         print(f"{name:<28} {experiments.get(name).description}")
 
 
+def memory_hint(exp) -> str:
+    """The settings that size a step's activations, as they stand, for an out-of-memory message."""
+    if isinstance(exp, SocialFusionExperiment):
+        knobs = [f"batch_size={exp.batch_size}"]
+    elif exp.mode == "video":
+        knobs = [f"video_batch={exp.video_batch}"]
+    else:  # a triplet step embeds 3 clips per trial; an RSA step embeds rsa_videos clips
+        knobs = [f"batch_trials={exp.batch_trials} (x3 clips)", f"rsa_videos={exp.rsa_videos}"]
+    knobs = ["lower " + " or ".join(knobs)]
+    if exp.remat != "full":
+        knobs.append(f"remat={exp.remat} -> full")
+    if exp.dtype == "float32":
+        knobs.append("dtype=float32 -> bfloat16")
+    if jax.device_count() > 1 and exp.mesh_fsdp == 1:
+        knobs.append("split the frozen weights with mesh.fsdp")
+    return (
+        "; ".join(knobs) + " (with --set; `benchmarks/train_throughput.py --find-batch` finds the largest "
+        f"batch that fits). --resume takes a new remat; other changes start {exp.run_dir} over if it holds "
+        "no checkpoint yet, else need another --out"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
         print_list()
         return 0
+    exp = None
     try:
         sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         exp = resolve(args)
@@ -244,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except jax.errors.JaxRuntimeError as e:
+        if args.debug or exp is None or "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(
+            f"error: out of device memory ({str(e).splitlines()[0]}). Fix: {memory_hint(exp)}",
+            file=sys.stderr,
+        )
+        return 3
     keys = ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned")
     for k in keys:
         if k in res:

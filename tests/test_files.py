@@ -72,3 +72,4 @@ def test_resume_needs_the_runs_settings(tmp_path):
         files.start_run(run, _config(lora_targets=("qkv",)), resume=True)
     files.start_run(run, _config(lora_targets=("qkv", "out")), resume=True)  # tuples as saved lists
     files.start_run(run, _config(max_steps=3, data="/moved"), resume=True)  # a leg's stop; moved inputs
+    files.start_run(run, _config(attention="xla", remat="full"), resume=True)  # how, not what, is computed

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -47,9 +48,9 @@ def test_full_run_writes_results_and_exports(tiny_exp, monkeypatch):
     assert json.load(open(f"{exp.run_dir}/results.json"))["test_r2_finetuned"] == res["test_r2_finetuned"]
     assert res["base_weights"] == str(weights)  # absolute: notebooks open it from anywhere
     # The tiny world judges no pair inside its validation split: no selection, the last epoch is kept.
-    assert (res["best_epoch"], res["epochs_run"], res["best_val"]) == (1, 2, None)
+    assert (res["best_epoch"], res["epochs_run"], res["best_val"]) == (2, 2, None)
     epochs = [r for r in map(json.loads, open(f"{exp.run_dir}/metrics.jsonl")) if "val_r2" in r]
-    assert [(r["epoch"], r["val_r2"]) for r in epochs] == [(0, None), (1, None)]
+    assert [(r["epoch"], r["val_r2"]) for r in epochs] == [(1, None), (2, None)]
     # The embeddings behind the scores, for notebooks: re-scoring them gives the same R^2.
     emb = np.load(f"{exp.run_dir}/embeddings.npz")
     n = len(emb["ids"])
@@ -162,6 +163,28 @@ def test_config_errors(capsys):
     assert train.main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in experiments.EXPERIMENTS)
+
+
+def test_out_of_memory_says_what_to_turn_down(monkeypatch, capsys):
+    def oom(exp, resume=False):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9.1GiB\nmore")
+
+    monkeypatch.setattr(train, "run", oom)
+    assert train.main(["--exp", "vjepa", "--set", "remat=none"]) == 3
+    err = capsys.readouterr().err
+    assert "out of device memory (RESOURCE_EXHAUSTED: Out of memory allocating 9.1GiB)" in err
+    assert "lower batch_trials=4 (x3 clips) or rsa_videos=24; remat=none -> full" in err
+    assert "dtype=" not in err  # vjepa computes in bfloat16 already
+    video = experiments.override(experiments.get("demo"), {"mode": "video", "video_batch": 8})
+    assert train.memory_hint(video).startswith("lower video_batch=8; remat=none -> full; dtype=float32")
+    assert train.memory_hint(experiments.get("socialfusion")).startswith("lower batch_size=32; remat=none")
+
+    def other(exp, resume=False):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(train, "run", other)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):  # not dressed up as memory
+        train.main(["--exp", "vjepa"])
 
 
 def test_rerun_into_existing_directory_needs_resume(tiny_exp):

@@ -22,7 +22,10 @@ REMAT_POLICIES = {
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 DTYPES = ("float32", "bfloat16", "float16", "float64")
-ATTENTION = ("xla", "cudnn")
+# "auto": cuDNN's fused flash kernel where it runs (an NVIDIA GPU, half-precision compute, a shape it
+# supports), XLA's attention elsewhere; "cudnn" insists on it, "xla" never uses it.
+ATTENTION = ("auto", "xla", "cudnn")
+HALF = ("bfloat16", "float16")
 POOLS = ("cls", "mean")
 # The first fields of every family's variant table.
 WIDTH_DEPTH_HEADS = ("hidden_size", "num_hidden_layers", "num_attention_heads")
@@ -33,13 +36,14 @@ class BackboneConfig:
     """Run-time options shared by all families (architecture fields live in each subclass).
 
     `dtype` is the compute dtype (parameters stay float32); `remat` picks a per-block
-    `jax.checkpoint` policy; `attention` is the `jax.nn.dot_product_attention` implementation
-    (`cudnn` on GPU); `pool` picks the clip embedding; `head_dim` adds a trainable linear head.
+    `jax.checkpoint` policy; `attention` picks the `jax.nn.dot_product_attention` kernel (`auto`:
+    cuDNN on a GPU in half precision); `pool` picks the clip embedding; `head_dim` adds a trainable
+    linear head.
     """
 
     dtype: str = "float32"
     remat: str = "none"
-    attention: str = "xla"
+    attention: str = "auto"
     pool: str = "mean"
     head_dim: int | None = None
     head_norm: bool = False  # LayerNorm + ReLU after the head's Linear (the authors' TimeSformer head)
@@ -62,6 +66,7 @@ class BackboneConfig:
                     where=f"{type(self).__name__}.{name}",
                     fix=f"choose from {list(allowed)}",
                 )
+        check_attention(self.attention, self.dtype, f"{type(self).__name__}.attention")
         heads = getattr(self, "num_attention_heads", None)
         if heads and self.hidden_size % heads:
             raise InputError(
@@ -121,13 +126,50 @@ class Output:
     attentions: tuple[Any, ...] | None = None
 
 
-def attention(q, k, v, *, bias=None, implementation: str = "xla", return_weights: bool = False):
+def check_attention(attention: str, dtype: str, where: str) -> None:
+    """cuDNN's fused kernel computes in bfloat16 or float16 only; say so before anything is traced."""
+    if attention == "cudnn" and dtype not in HALF:
+        raise InputError(
+            f"attention='cudnn' with dtype={dtype!r}: cuDNN's fused attention computes in "
+            + " or ".join(HALF),
+            where=where, fix="use dtype=bfloat16, or attention=auto (XLA for float32)",
+        )  # fmt: skip
+
+
+def attention_kernel(attention: str, dtype, backend: str | None = None) -> str:
+    """The `jax.nn.dot_product_attention` implementation `attention` asks for on `backend`."""
+    backend = backend or jax.default_backend()
+    if attention == "cudnn" and backend != "gpu":
+        raise InputError(
+            f"attention='cudnn' needs an NVIDIA GPU; this process runs on {backend}",
+            where="attention", fix="use attention=auto (cuDNN where it runs, XLA elsewhere) or xla",
+        )  # fmt: skip
+    if attention != "auto":
+        return attention
+    return "cudnn" if backend == "gpu" and jnp.dtype(dtype).name in HALF else "xla"
+
+
+def fused_attention(q, k, v, *, implementation: str = "auto", **kw):
+    """`jax.nn.dot_product_attention` with `implementation` resolved by `attention_kernel`. Under
+    "auto" what cuDNN refuses while tracing (e.g. odd lengths with a mask in training, a bias layout)
+    falls back to XLA, so the compiled step holds one kernel or the other; an input error the XLA
+    path shares is raised there."""
+    kernel = attention_kernel(implementation, q.dtype)
+    if kernel == "cudnn" and implementation == "auto":
+        try:
+            return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kw)
+        except (NotImplementedError, ValueError):
+            kernel = "xla"
+    return jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw)
+
+
+def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weights: bool = False):
     """Softmax attention on (B, N, heads, head_dim) inputs, scaled by head_dim**-0.5, with an optional
     additive `bias` broadcast to (B, heads, N, N) (BERT's padding mask).
 
     With `return_weights` (for rollout) or in float64 (the fused op takes its softmax in float32)
     the weights are formed explicitly; otherwise the fused `jax.nn.dot_product_attention` runs,
-    with cuDNN's flash kernel when asked for.
+    with cuDNN's flash kernel where `implementation` asks for it (see `attention_kernel`).
     """
     if return_weights or q.dtype == jnp.float64:
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
@@ -136,7 +178,7 @@ def attention(q, k, v, *, bias=None, implementation: str = "xla", return_weights
         weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
         weights = weights.astype(q.dtype)
         return jnp.einsum("bhqk,bkhd->bqhd", weights, v), (weights if return_weights else None)
-    return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation=implementation), None
+    return fused_attention(q, k, v, bias=bias, implementation=implementation), None
 
 
 def layer_norm(dim: int, eps: float, *, dtype=None, rngs: nnx.Rngs) -> nnx.LayerNorm:

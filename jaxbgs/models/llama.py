@@ -57,7 +57,7 @@ class RopeScaling:
 class Config:
     """Architecture fields named as in transformers `LlamaConfig`; defaults are Llama-3.2-1B's
     config.json. `dtype` is the compute dtype (parameters stay float32), `remat` a per-block
-    `jax.checkpoint` policy and `attention` the `jax.nn.dot_product_attention` implementation."""
+    `jax.checkpoint` policy and `attention` the kernel choice of `layers.attention_kernel`."""
 
     vocab_size: int = 128256
     hidden_size: int = 2048
@@ -73,7 +73,7 @@ class Config:
     tie_word_embeddings: bool = True
     dtype: str = "float32"
     remat: str = "none"
-    attention: str = "xla"
+    attention: str = "auto"
 
     def __post_init__(self):
         for name, allowed in (
@@ -87,6 +87,7 @@ class Config:
                     where=f"Config.{name}",
                     fix=f"choose from {list(allowed)}",
                 )
+        layers.check_attention(self.attention, self.dtype, "Config.attention")
         if self.num_attention_heads % self.num_key_value_heads:
             raise InputError(
                 f"{self.num_attention_heads} query heads do not split into "
@@ -211,7 +212,7 @@ class Attention(nnx.Module):
     def __call__(self, x, cos, sin, mask):
         q, k, v = self.qkv(x, cos, sin)
         # A query whose keys are all padding (left padding) gets uniform weights, as in transformers.
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True, implementation=self.impl)
+        out = layers.fused_attention(q, k, v, mask=mask, is_causal=True, implementation=self.impl)
         return self.o_proj(out.reshape(*x.shape[:2], -1))
 
     def prefixed(self, xp, xs, *, rope_p, rope_s, mask_p, mask_s, index):
@@ -219,10 +220,10 @@ class Attention(nnx.Module):
         to prefix `index[b]`'s keys and values, then to its own ones causally (`mask_s` holds both)."""
         qp, kp, vp = self.qkv(xp, *rope_p)
         qs, ks, vs = self.qkv(xs, *rope_s)
-        op = jax.nn.dot_product_attention(qp, kp, vp, mask=mask_p, is_causal=True, implementation=self.impl)
+        op = layers.fused_attention(qp, kp, vp, mask=mask_p, is_causal=True, implementation=self.impl)
         k = jnp.concatenate([kp[index], ks], axis=1)
         v = jnp.concatenate([vp[index], vs], axis=1)
-        os_ = jax.nn.dot_product_attention(qs, k, v, mask=mask_s, implementation=self.impl)
+        os_ = layers.fused_attention(qs, k, v, mask=mask_s, implementation=self.impl)
         return self.o_proj(op.reshape(*xp.shape[:2], -1)), self.o_proj(os_.reshape(*xs.shape[:2], -1))
 
 

@@ -414,12 +414,12 @@ def fit(exp: SocialFusionExperiment, trainer: Trainer, data: RunData, run_dir: P
                 out = {k: float(v) for k, v in out.items()}
                 if not all(math.isfinite(v) for v in out.values()):
                     raise TrainingError(
-                        f"non-finite loss or gradient at epoch {progress.epoch} step {s} ({out}); "
+                        f"non-finite loss or gradient at epoch {progress.epoch + 1} step {s} ({out}); "
                         f"the last good checkpoint is in {run_dir / 'checkpoints'}"
                     )
                 record = {
                     "step": progress.global_step,
-                    "epoch": progress.epoch,
+                    "epoch": progress.epoch + 1,
                     "step_in_epoch": s,
                     **out,
                     "lr": float(opt_state.hyperparams["learning_rate"]),

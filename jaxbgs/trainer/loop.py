@@ -335,13 +335,15 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                 out = {k: float(v) for k, v in out.items()}
                 if not (math.isfinite(out["loss"]) and math.isfinite(out["grad_norm"])):
                     raise TrainingError(
-                        f"non-finite loss or gradient at epoch {progress.epoch} step {spec.index} ({out}); "
+                        f"non-finite loss or gradient at epoch {progress.epoch + 1} step {spec.index} "
+                        f"({out}); "
                         f"the last good checkpoint is in {run_dir / 'checkpoints'}. Lower lr or use float32"
                     )
                 dt = time.perf_counter() - t0
                 n_constraints = (len(spec.roles) if w.use_triplet else 0) + int(out["rsa_pairs"])
                 record = {
-                    "step": progress.global_step, "epoch": progress.epoch, "step_in_epoch": spec.index, **out,
+                    "step": progress.global_step, "epoch": progress.epoch + 1, "step_in_epoch": spec.index,
+                    **out,
                     "beta": beta, "lr": float(opt_state.hyperparams["learning_rate"]), "clips": n_clips,
                     "constraints": n_constraints, "clips_per_s": n_clips / dt,
                     "constraints_per_clip": n_constraints / max(n_clips, 1), "input_wait_s": input_wait,
@@ -370,12 +372,13 @@ def fit(exp: Experiment, trainer: Trainer, data: RunData, run_dir: Path, *, resu
                     opt_state.hyperparams["learning_rate"] = opt_state.hyperparams["learning_rate"] * 0.5
                     progress.plateau_bad = 0
             metrics.write(
-                json.dumps({"epoch": progress.epoch, **val, "best": finite_or_none(progress.best)}) + "\n"
+                json.dumps({"epoch": progress.epoch + 1, **val, "best": finite_or_none(progress.best)}) + "\n"
             )
             metrics.flush()
             if main and score is not None:
                 tqdm.write(
-                    f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f} (best {progress.best:.4f})"
+                    f"epoch {progress.epoch + 1}: val R^2 {val['val_r2']:.4f}, rho {val['val_rho']:.4f} "
+                    f"(best {exp.select_on} {progress.best:.4f}, epoch {progress.best_epoch + 1})"
                 )
             progress.epoch += 1
             progress.step_in_epoch = 0

@@ -60,6 +60,11 @@ def test_overrides_are_parsed_by_type():
         (["out="], "out is empty"),
         (["lr=1e-3", "lr=5"], "lr is set twice"),
         (["name=demo"], "use --exp NAME"),
+        (["lora_targets=qkv,ffn"], "vjepa2 has no 'ffn' layers"),
+        (["lora_targets=qkv,temporal_dense"], "vjepa2 has no 'temporal_dense' layers"),
+        (["lora_targets=[]"], r"lora_targets=\(none\): each target once"),
+        (["lora_targets=qkv,qkv"], "each target once"),
+        (["attention=cudnn", "dtype=float32"], "cuDNN's fused attention computes in bfloat16 or float16"),
     ],
 )
 def test_bad_overrides(sets, message):

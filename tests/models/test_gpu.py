@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from checkpoints_convert.families import video_input
 from jaxbgs import lora
-from jaxbgs.models import vjepa2
+from jaxbgs.models import family, vjepa2
 
 pytestmark = pytest.mark.skipif(
     jax.default_backend() != "gpu", reason="needs an NVIDIA GPU (cuDNN attention)"
@@ -44,3 +45,23 @@ def test_cudnn_matches_xla(dtype):
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
         scale = float(jnp.abs(b).max()) + 1e-12
         assert float(jnp.abs(a.astype(jnp.float32) - b).max()) / scale < 5e-2
+
+
+# Each BGS backbone as the paper trains it (its variant, one block), attention left at "auto".
+PAPER = {"vjepa2": "vit_large", "vjepa21": "vit_base", "timesformer": "vit_base", "videomae": "vit_base",
+         "clip": "vit_b32"}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", list(PAPER))
+def test_auto_attention_is_cudnn_in_every_backbone(arch):
+    """`attention=auto` falls back to XLA where cuDNN lacks a shape; the paper's shapes must not."""
+    cfg = family(arch).Config.variant(PAPER[arch], num_hidden_layers=1, dtype="bfloat16")
+    model = family(arch).Model(cfg, lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
+    graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
+    x = jnp.asarray(video_input(cfg, None, None, seed=0, batch=1)["pixels"])
+
+    def loss(t, rest, x):  # weights and input as arguments: no constants in the text
+        return jnp.mean(nnx.merge(graphdef, t, rest)(x).embedding.astype(jnp.float32) ** 2)
+
+    hlo = jax.jit(jax.value_and_grad(loss)).lower(tr, rest, x).as_text()
+    assert "__cudnn$fmhaSoftmax" in hlo and "__cudnn$fmhaSoftmaxBackward" in hlo

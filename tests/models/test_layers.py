@@ -23,6 +23,37 @@ def test_explicit_and_fused_attention_agree():
     np.testing.assert_allclose(fused, explicit, atol=1e-6)
 
 
+def test_attention_kernel_is_cudnn_only_on_a_gpu_in_half_precision():
+    assert layers.attention_kernel("auto", jnp.bfloat16, "gpu") == "cudnn"
+    assert layers.attention_kernel("auto", jnp.float16, "gpu") == "cudnn"
+    assert layers.attention_kernel("auto", jnp.float32, "gpu") == "xla"
+    assert layers.attention_kernel("auto", jnp.bfloat16, "cpu") == "xla"
+    assert layers.attention_kernel("xla", jnp.bfloat16, "gpu") == "xla"
+    with pytest.raises(InputError, match="needs an NVIDIA GPU; this process runs on cpu"):
+        layers.attention_kernel("cudnn", jnp.bfloat16, "cpu")
+    with pytest.raises(InputError, match="computes in bfloat16 or float16"):
+        vjepa2.Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, attention="cudnn")
+
+
+def test_auto_attention_falls_back_to_xla_for_a_shape_cudnn_lacks(monkeypatch):
+    fused, calls = jax.nn.dot_product_attention, []
+
+    def cudnn_lacking_odd_lengths(q, k, v, *, implementation, **kw):
+        calls.append(implementation)
+        if implementation == "cudnn":  # what jax raises while tracing, e.g. odd lengths with a mask
+            raise NotImplementedError("Unsupported sequence length Q 7, KV 7.")
+        return fused(q, k, v, implementation=implementation, **kw)
+
+    q, k, v = (jnp.asarray(RNG.standard_normal((2, 7, 3, 8)), jnp.bfloat16) for _ in range(3))
+    monkeypatch.setattr(jax.nn, "dot_product_attention", cudnn_lacking_odd_lengths)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    out = jax.jit(lambda q, k, v: layers.attention(q, k, v)[0])(q, k, v)
+    assert calls == ["cudnn", "xla"]
+    np.testing.assert_array_equal(out, fused(q, k, v, implementation="xla"))
+    with pytest.raises(NotImplementedError):  # asked for by name, cuDNN's refusal is the user's to see
+        layers.fused_attention(q, k, v, implementation="cudnn")
+
+
 def test_patch_embed_equals_strided_conv():
     embed = layers.PatchEmbed(3, 5, patch=4, tubelet=2, rngs=nnx.Rngs(0))
     x = jnp.asarray(RNG.standard_normal((1, 4, 8, 12, 3)), jnp.float32)
