@@ -2,7 +2,8 @@
 against clips/s the train step consumes, and the stall fraction that follows.
 
 The trainer reads clips from a uint8 cache (decoded once), assembles each step's batch in grain
-worker threads (this process's rows only) and places it on the mesh while the previous step runs.
+worker threads (this process's rows only) and places it on the mesh ahead of the step that needs it
+(`jaxbgs.training.loop.DevicePrefetch`, which this script runs as the trainer does).
 With full overlap the device waits a fraction max(0, 1 - delivered / needed) of the time. This
 script measures `delivered` at a chosen clip shape (the pipeline alone: assembly, per-process row
 gather and placement, with nothing else running), and takes `needed` from
@@ -23,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+import types
 
 import jax
 import numpy as np
@@ -30,8 +32,9 @@ import numpy as np
 import experiments
 from jaxbgs import sharding
 from jaxbgs.data import procedural
-from jaxbgs.trainer import loop
 from jaxbgs.trainer.setup import split_data
+from jaxbgs.trainer.task import BGSTask
+from jaxbgs.training.loop import DevicePrefetch
 
 
 def synthetic_data(exp: experiments.Experiment, n_videos: int):
@@ -45,13 +48,18 @@ def synthetic_data(exp: experiments.Experiment, n_videos: int):
 def delivered(exp, data, steps: int) -> tuple[float, float]:
     """(clips/s, batches/s) of the pipeline alone, batches placed on the mesh and ready."""
     mesh = sharding.make_mesh(exp.mesh)
-    plan = loop.epoch_plan(exp, data, 0)[:steps]
+    placer = types.SimpleNamespace(mesh=mesh, place=lambda b: sharding.global_batch(b, mesh))
+    task = BGSTask(exp, data, placer)
+    plan = task.plan(0)[:steps]
     clips = 0
     t0 = time.perf_counter()
-    for _, batch, _, n in loop.host_batches(exp, data, plan, 0, mesh):
-        placed = sharding.global_batch(batch, mesh)
-        jax.block_until_ready(placed)
-        clips += n
+    pipeline = DevicePrefetch(task, plan, placer, depth=2)
+    try:
+        while (got := pipeline.get(None)[0]) is not None:
+            jax.block_until_ready(got.arrays)
+            clips += got.info["clips"]
+    finally:
+        pipeline.close()
     dt = time.perf_counter() - t0
     return clips / dt, len(plan) / dt
 

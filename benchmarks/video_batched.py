@@ -31,12 +31,11 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import experiments
 from jaxbgs.train import prepare
-from jaxbgs.trainer import loop
+from jaxbgs.trainer import task
 
 
 def train_curve(exp, data, trainer, *, every: int, budget: int, order_seed: int | None = None) -> list[dict]:
@@ -46,23 +45,22 @@ def train_curve(exp, data, trainer, *, every: int, budget: int, order_seed: int 
     trainable, opt_state = trainer.init()
     if order_seed is not None:
         exp = dataclasses.replace(exp, seed=order_seed)
-    key = jax.random.key(exp.seed)
-    clips = step = 0
+    trainer.reseed(exp.seed)  # dropout keys from the order seed too
+    clips = step = pad = 0
     next_eval = every
     curve = []
     t0 = time.perf_counter()
     for epoch in range(exp.epochs * 100):
-        beta = jnp.float32(loop.beta_at(exp, min(epoch, exp.epochs - 1)))
-        for spec in loop.epoch_plan(exp, data, epoch):
-            batch, w, n = loop.make_batch(exp, data, spec, epoch)
-            trainable, opt_state, _ = trainer.step(
-                trainable, opt_state, batch, jax.random.fold_in(key, step), beta, w
-            )
+        beta = task.beta_at(exp, min(epoch, exp.epochs - 1))
+        for spec in task.epoch_plan(exp, data, epoch):
+            pad = max(pad, -(-len(spec.roles) // 16) * 16)  # grows with the open-ended epochs it runs
+            batch, w, n = task.make_batch(exp, data, spec, pad=pad or None)
+            trainable, opt_state, _, _ = trainer.step(trainable, opt_state, batch, step, beta, w)
             clips += n
             step += 1
             if clips >= next_eval:
                 next_eval += every
-                r2 = loop.validate(exp, trainer, trainable, data)["val_r2"]
+                r2 = task.validate(trainer, trainable, data)["val_r2"]
                 curve.append({"clips": clips, "steps": step, "val_r2": r2, "s": time.perf_counter() - t0})
                 print(f"  {exp.mode:>7}: {clips:>7} clips, step {step:>5}: val R^2 {r2:.4f}", flush=True)
                 if clips >= budget:
@@ -72,7 +70,7 @@ def train_curve(exp, data, trainer, *, every: int, budget: int, order_seed: int 
         if exp.mode == "video":  # its epochs' lengths depend on the seed; the grid is what it is measured on
             continue
         if not curve or curve[-1]["clips"] != clips:
-            r2 = loop.validate(exp, trainer, trainable, data)["val_r2"]
+            r2 = task.validate(trainer, trainable, data)["val_r2"]
             curve.append({"clips": clips, "steps": step, "val_r2": r2, "s": time.perf_counter() - t0})
         curve[-1]["epoch_end"] = epoch
     return curve
@@ -209,8 +207,8 @@ def main() -> None:
     data, _, _, trainer = prepare(base)
     seeds = range(args.first_seed, args.first_seed + args.order_seeds)
     triplet_exp = dataclasses.replace(base, mode="triplet")
-    budget = sum(loop.make_batch(triplet_exp, data, s, e)[2] for e in range(base.epochs)
-                 for s in loop.epoch_plan(triplet_exp, data, e))  # fmt: skip
+    budget = sum(task.make_batch(triplet_exp, data, s)[2] for e in range(base.epochs)
+                 for s in task.epoch_plan(triplet_exp, data, e))  # fmt: skip
     print(f"triplet mode: {base.epochs} epochs = {budget} clip forward passes")
     tri = {}
     if args.target is not None:

@@ -154,6 +154,10 @@ class Experiment(RunConfig):
     val_split: str = "video"  # stimulus-disjoint (default) or "judgment"
     val_fraction: float = 0.2
     max_steps: int | None = None  # stop early (smoke tests)
+    # the loop (jaxbgs.training): fetch metrics every N steps; also checkpoint every N steps (0: only
+    # at epoch ends and stops)
+    log_every: int = 10
+    checkpoint_every: int = 1000
     # device mesh (jaxbgs.sharding): `--set mesh.data=4 --set mesh.fsdp=2`; -1 = the remaining devices
     mesh_data: int = -1
     mesh_fsdp: int = 1
@@ -178,7 +182,8 @@ class Experiment(RunConfig):
                 raise InputError(
                     f"{key}={getattr(self, key)!r}", where=f"--exp {self.name}", fix=f"use {allowed}"
                 )
-        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos", "video_batch")
+        positive = ("frames", "size", "lora_rank", "batch_trials", "epochs", "rsa_videos", "video_batch",
+                    "log_every")  # fmt: skip
         for key in positive:
             if getattr(self, key) < 1:
                 raise InputError(f"{key} must be >= 1, got {getattr(self, key)}", where=f"--exp {self.name}")
@@ -206,7 +211,7 @@ class Experiment(RunConfig):
             f"--exp {self.name}",
             {
                 "> 0": ("lr", "lora_alpha", "patience", "max_steps", "head_dim", "n_boot"),
-                ">= 0": ("weight_decay", "margin", "rsa_per_epoch", "seed"),
+                ">= 0": ("weight_decay", "margin", "rsa_per_epoch", "seed", "checkpoint_every"),
                 "in [0, 1]": ("alpha", "beta_start", "beta_end"),
                 "in [0, 1)": ("head_dropout", "lora_dropout"),
             },

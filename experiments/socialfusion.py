@@ -65,6 +65,8 @@ class SocialFusionExperiment(RunConfig):
     batch_by_task: bool = False
     gaze_weight: float | None = None  # lambda; None: 1 / (classification tasks in the run)
     max_steps: int | None = None  # stop early (smoke tests)
+    log_every: int = 10  # fetch metrics every N steps (jaxbgs.training)
+    checkpoint_every: int = 1000  # also checkpoint every N steps (0: only at epoch ends and stops)
     mesh_data: int = -1
     mesh_fsdp: int = 1
     mesh_tensor: int = 1
@@ -93,8 +95,8 @@ class SocialFusionExperiment(RunConfig):
         self._check_ranges(
             where,
             {
-                "> 0": ("lr", "lora_alpha", "max_steps", "limit", "demo_per_class"),
-                ">= 0": ("warmup_steps", "weight_decay", "gaze_weight", "seed"),
+                "> 0": ("lr", "lora_alpha", "max_steps", "limit", "demo_per_class", "log_every"),
+                ">= 0": ("warmup_steps", "weight_decay", "gaze_weight", "seed", "checkpoint_every"),
             },
         )
         self._check_out(where)

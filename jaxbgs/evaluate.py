@@ -22,7 +22,8 @@ from jaxbgs.errors import InputError
 
 def evaluate_run(run_dir: str | Path, *, n_boot: int | None = None) -> dict:
     from jaxbgs.train import prepare
-    from jaxbgs.trainer import evaluate, loop
+    from jaxbgs.trainer import evaluate
+    from jaxbgs.training.checkpoint import Checkpoints
 
     run_dir = Path(run_dir)
     cfg = run_dir / "config.json"
@@ -36,7 +37,7 @@ def evaluate_run(run_dir: str | Path, *, n_boot: int | None = None) -> dict:
     if n_boot is not None:
         exp = dataclasses.replace(exp, n_boot=n_boot)
     data, _, _, trainer = prepare(exp)
-    best = loop.load_best(run_dir, trainer)
+    best, _ = Checkpoints(run_dir).load_best(trainer)
     return evaluate.results(trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed)
 
 

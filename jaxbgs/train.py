@@ -12,10 +12,13 @@ Several hosts: start the same command on each (or under SLURM / Open MPI, which 
 every process reads its own rows of each batch, checkpoints are written from all of them, logs
 and files from process 0.
 
-The run directory holds config.json, metrics.jsonl, checkpoints/, best/, results.json and export/
-(a jaxbgs Flax checkpoint and its PyTorch export). SIGTERM or Ctrl-C saves a checkpoint and exits;
-`--resume` continues exactly where it stopped. Errors print one line and exit 2; running out of
-device memory prints what to turn down and exits 3.
+The run directory holds config.json, metrics.jsonl and TensorBoard event files, checkpoints/,
+best/, embeddings.npz, export/ (a jaxbgs Flax checkpoint and its PyTorch export) and results.json,
+written last. A kill at any instant (SIGKILL included) leaves the last checkpoint whole, and
+`--resume` continues exactly where it stood, redoing an interrupted evaluation or export; the
+directory is locked while a run trains in it. Exit status: 0 finished (or stopped at max_steps), 2
+bad input (one line), 3 out of device memory (what to turn down), 4 disk full (the path), 128 + N
+stopped by signal N after a checkpoint (143: SIGTERM, 130: Ctrl-C).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -104,6 +108,7 @@ def prepare(exp: experiments.Experiment):
     """(data, model, meta, trainer) for `exp`: what both training and re-scoring a run need."""
     from jaxbgs.trainer import setup
     from jaxbgs.trainer.step import Trainer, make_optimizer
+    from jaxbgs.trainer.task import epoch_plan
 
     if exp.name == "demo":
         from jaxbgs.trainer import demo
@@ -118,62 +123,79 @@ def prepare(exp: experiments.Experiment):
     mean, std = setup.NORMALISATION[exp.arch]
     total = exp.decay_steps
     if exp.lr_schedule != "constant" and not total:
-        from jaxbgs.trainer import loop
-
-        total = exp.epochs * len(loop.epoch_plan(exp, data, 0))
+        total = exp.epochs * len(epoch_plan(exp, data, 0))
     optimizer = make_optimizer(
         exp.lr, exp.weight_decay, schedule=exp.lr_schedule, warmup_steps=exp.warmup_steps, total_steps=total
     )
     trainer = Trainer(
         model, optimizer, mean=mean, std=std, margin=exp.margin,
-        n_grad=exp.rsa_grad_videos, augment=exp.augment, mesh=sharding.make_mesh(exp.mesh),
+        n_grad=exp.rsa_grad_videos, augment=exp.augment, mesh=sharding.make_mesh(exp.mesh), seed=exp.seed,
     )  # fmt: skip
     return data, model, meta, trainer
 
 
 def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
+    """Train `exp` into its run directory, then evaluate and export; with `resume`, continue from
+    the last checkpoint (or redo an interrupted evaluation and export; a finished run is left as is)."""
     from jaxbgs import lora
-    from jaxbgs.files import atomic_path, start_run, write_text_atomic
-    from jaxbgs.trainer import loop
+    from jaxbgs.trainer import task
+    from jaxbgs.training.loop import fit
+    from jaxbgs.training.run import RunDir
 
-    run_dir = Path(exp.run_dir)
-    start_run(run_dir, exp.to_json(), resume=resume)
-    data, model, meta, trainer = prepare(exp)
-    main = sharding.is_main_process()
     log = sharding.main_print
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
-    log(f"{exp.name}: {lora.summary(model)}")
-    mesh = trainer.mesh
-    log(f"mesh {dict(mesh.shape)} over {mesh.devices.size} device(s), {jax.process_count()} process(es)")
-    log(
-        f"train {len(data.train_ids)} videos / {len(data.train)} trials, val {len(data.val_ids)} / "
-        f"{len(data.val)}, test {len(data.test_ids)} / {len(data.test)}"
-    )
-    if data.excluded:
-        log(data.excluded)
-    progress = loop.fit(exp, trainer, data, run_dir, resume=resume)
-    if not progress.done:
+    with RunDir(exp.run_dir, exp.to_json(), resume=resume) as run_dir:
+        if run_dir.finished:
+            log(f"{run_dir.path}: the run is finished (results.json); nothing to do")
+            return run_dir.results()
+        data, model, meta, trainer = prepare(exp)
+        run_dir.write_config()
+        log(f"{exp.name}: {lora.summary(model)}")
+        mesh = trainer.mesh
+        log(f"mesh {dict(mesh.shape)} over {mesh.devices.size} device(s), {jax.process_count()} process(es)")
         log(
-            f"stopped at step {progress.global_step}; continue with --exp {exp.name} --resume --out {run_dir}"
+            f"train {len(data.train_ids)} videos / {len(data.train)} trials, val {len(data.val_ids)} / "
+            f"{len(data.val)}, test {len(data.test_ids)} / {len(data.test)}"
         )
-        return {"stopped_at_step": progress.global_step}
-    from jaxbgs.trainer import evaluate
+        if data.excluded:
+            log(data.excluded)
+        bgs = task.BGSTask(exp, data, trainer)
+        if not bgs.validates:
+            log(
+                f"validation split has {task.n_validation_pairs(data)} judged pair(s) (< 3): no validation, "
+                "no early stopping, no plateau LR; the last epoch is kept as the best"
+            )
+        fitted = fit(trainer, bgs, run_dir.path, task.fit_config(exp), resume=run_dir.resume)
+        if not fitted.progress.done:
+            log(
+                f"stopped at step {fitted.progress.global_step}; continue with --exp {exp.name} --resume "
+                f"--out {exp.run_dir}"
+            )
+            return {"stopped_at_step": fitted.progress.global_step, "signal": fitted.signal}
+        return finish(exp, run_dir.path, data, meta, trainer, fitted.progress)
 
-    best = loop.load_best(run_dir, trainer)
+
+def finish(exp: experiments.Experiment, run_dir: Path, data, meta, trainer, progress) -> dict:
+    """Evaluation and export of a trained run; every file is replaced atomically and results.json
+    comes last, so an interrupted finish is simply done again by `--resume`."""
+    from jaxbgs.files import atomic_path, write_text_atomic
+    from jaxbgs.trainer import evaluate
+    from jaxbgs.training import faults
+    from jaxbgs.training.checkpoint import Checkpoints
+
+    best, best_progress = Checkpoints(run_dir).load_best(trainer)
+    faults.point("evaluating")
     emb: dict = {}
     res = evaluate.results(
         trainer, trainer.init_trainable, best, data, n_boot=exp.n_boot, seed=exp.seed, keep=emb
     )
     res |= {
-        "best_epoch": progress.best_epoch + 1,  # counted from 1, as the log and metrics.jsonl count
-        "best_val": loop.finite_or_none(progress.best),
+        "best_epoch": best_progress.best_epoch + 1,  # counted from 1, as the log and metrics.jsonl count
+        "best_val": best_progress.to_json()["best"],
         "epochs_run": progress.epoch,
     }
     all_videos = every_video(trainer, best, data)  # for probes, which fit on training videos
     merged = trainer.merged_model(best)  # collective: gathers parameters split across hosts
-    if main:
+    if sharding.is_main_process():
         res |= export(merged, meta, run_dir)
         weights = base_weights(exp)
         if weights is not None and Path(weights).exists():  # a path: absolute, readable from anywhere
@@ -191,7 +213,7 @@ def run(exp: experiments.Experiment, *, resume: bool = False) -> dict:
 def every_video(trainer, finetuned, data) -> dict:
     """Final embeddings of every train, val and test video, pretrained and fine-tuned, with each
     video's split (and the per-video ratings when the data has them: the demo's latents)."""
-    from jaxbgs.trainer.loop import embed_all
+    from jaxbgs.trainer.task import embed_all
 
     parts = {"train": data.train_ids, "val": data.val_ids, "test": data.test_ids}
     ids = np.concatenate(list(parts.values())).astype(np.int64)
@@ -208,16 +230,23 @@ def every_video(trainer, finetuned, data) -> dict:
 
 
 def export(model, meta, run_dir: Path) -> dict:
-    """The best model as a jaxbgs Flax checkpoint, and in PyTorch when torch is installed."""
+    """The best model as a jaxbgs Flax checkpoint, and in PyTorch when torch is installed, written
+    together into export/ (one rename: an export is whole or absent, and a redo replaces it)."""
     from checkpoints_convert import convert, core
+    from jaxbgs.files import atomic_path
+    from jaxbgs.training import faults
 
-    flax_dir = core.save(model, run_dir / "export" / "flax", meta)
+    dst = run_dir / "export"
     try:
         import torch  # noqa: F401
     except ImportError:
-        return {"export_flax": str(flax_dir), "export_torch": None}
-    torch_dir = convert.to_torch(flax_dir, run_dir / "export" / "torch")
-    return {"export_flax": str(flax_dir), "export_torch": str(torch_dir)}
+        torch = None
+    with atomic_path(dst, directory=True, replace=True) as tmp:
+        core.save(model, tmp / "flax", meta)
+        faults.point("exporting")
+        if torch is not None:
+            convert.to_torch(tmp / "flax", tmp / "torch")
+    return {"export_flax": str(dst / "flax"), "export_torch": str(dst / "torch") if torch else None}
 
 
 def print_list() -> None:
@@ -248,6 +277,9 @@ def memory_hint(exp) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxbgs.training.checkpoint import DiskFull, no_space
+    from jaxbgs.training.run import EXIT_DISK, EXIT_ERROR, EXIT_OOM, exit_status
+
     args = parser().parse_args(argv)
     if args.list:
         print_list()
@@ -261,13 +293,20 @@ def main(argv: list[str] | None = None) -> int:
 
             res = socialfusion.run(exp, resume=args.resume)
             print(socialfusion.summary(res))
-            return 0
-        res = run(exp, resume=args.resume)
+        else:
+            res = run(exp, resume=args.resume)
     except InputError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except (DiskFull, OSError) as e:
+        if args.debug or not (isinstance(e, DiskFull) or no_space(e)):
+            raise
+        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+        text = str(e) if isinstance(e, DiskFull) else f"no space left on the device{where}"
+        print(f"error: {text}", file=sys.stderr)
+        return EXIT_DISK
     except jax.errors.JaxRuntimeError as e:
         if args.debug or exp is None or "RESOURCE_EXHAUSTED" not in str(e):
             raise
@@ -275,7 +314,13 @@ def main(argv: list[str] | None = None) -> int:
             f"error: out of device memory ({str(e).splitlines()[0]}). Fix: {memory_hint(exp)}",
             file=sys.stderr,
         )
-        return 3
+        return EXIT_OOM
+    if res.get("signal") is not None:
+        name = signal.Signals(res["signal"]).name
+        print(
+            f"stopped by {name} after a checkpoint: exit status {exit_status(res['signal'])}", file=sys.stderr
+        )
+        return exit_status(res["signal"])
     keys = ("test_r2_pretrained", "test_r2_finetuned", "noise_ceiling", "ooo_accuracy_finetuned")
     for k in keys:
         if k in res:

@@ -23,7 +23,7 @@ def main(out: str, cache: str, pid: int, n: int, port: int) -> None:
     demo.N_VIDEOS, demo.N_TEST, demo.PRETRAIN_CLIPS, demo.PRETRAIN_STEPS = 40, 10, 64, 2
     exp = dataclasses.replace(experiments.get("demo"), max_steps=3, out=out, cache=cache)
     res = train.run(exp)
-    assert res == {"stopped_at_step": 3}, res
+    assert res == {"stopped_at_step": 3, "signal": None}, res
 
 
 if __name__ == "__main__":

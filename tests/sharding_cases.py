@@ -60,7 +60,7 @@ def run(t: Trainer, batches: list[dict]):
     trainable, opt_state = t.init()
     losses = []
     for i, b in enumerate(batches):
-        trainable, opt_state, out = t.step(trainable, opt_state, b, jax.random.key(i), 0.5, HYBRID)
+        trainable, opt_state, out, _ = t.step(trainable, opt_state, b, i, 0.5, HYBRID)
         losses.append(float(out["loss"]))
     return losses, trainable, opt_state
 
@@ -132,7 +132,7 @@ def main(out: Path) -> None:
         trainable, opt_state = t.init()
         losses = []
         for i, b in enumerate(sf_batches):
-            trainable, opt_state, out = t.step(trainable, opt_state, b, jax.random.key(i))
+            trainable, opt_state, out, _ = t.step(trainable, opt_state, b, i)
             losses.append([float(out["loss"]), float(out["lm"]), float(out["heatmap"])])
         return losses, trainable
 

@@ -3,6 +3,8 @@ projection head and remat policies. Each family file composes these into its own
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 from typing import Any, ClassVar
@@ -149,18 +151,61 @@ def attention_kernel(attention: str, dtype, backend: str | None = None) -> str:
     return "cudnn" if backend == "gpu" and jnp.dtype(dtype).name in HALF else "xla"
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionCall:
+    """One traced attention: the query's shape and dtype, the kernel taken and the one asked for."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    kernel: str
+    requested: str
+
+
+_FORCE_XLA = contextvars.ContextVar("jaxbgs_force_xla", default=False)
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("jaxbgs_attention_calls", default=None)
+
+
+@contextlib.contextmanager
+def xla_attention():
+    """Trace `attention=auto` as XLA's kernel: the fallback when cuDNN fails at compile time, which
+    no trace-time check can foresee (`jaxbgs.training.trainer.compile_with_fallback`)."""
+    token = _FORCE_XLA.set(True)
+    try:
+        yield
+    finally:
+        _FORCE_XLA.reset(token)
+
+
+@contextlib.contextmanager
+def record_attention():
+    """Collect an `AttentionCall` for every attention traced inside the block."""
+    calls: list[AttentionCall] = []
+    token = _RECORD.set(calls)
+    try:
+        yield calls
+    finally:
+        _RECORD.reset(token)
+
+
 def fused_attention(q, k, v, *, implementation: str = "auto", **kw):
     """`jax.nn.dot_product_attention` with `implementation` resolved by `attention_kernel`. Under
     "auto" what cuDNN refuses while tracing (e.g. odd lengths with a mask in training, a bias layout)
     falls back to XLA, so the compiled step holds one kernel or the other; an input error the XLA
     path shares is raised there."""
     kernel = attention_kernel(implementation, q.dtype)
+    if implementation == "auto" and _FORCE_XLA.get():
+        kernel = "xla"
+    out = None
     if kernel == "cudnn" and implementation == "auto":
         try:
-            return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kw)
+            out = jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kw)
         except (NotImplementedError, ValueError):
             kernel = "xla"
-    return jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw)
+    if out is None:
+        out = jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw)
+    if (calls := _RECORD.get()) is not None:
+        calls.append(AttentionCall(tuple(q.shape), jnp.dtype(q.dtype).name, kernel, implementation))
+    return out
 
 
 def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weights: bool = False):

@@ -13,18 +13,15 @@ trainable state (connector, box vector, gaze head, LoRA) split from the frozen L
 `jax.value_and_grad`, one jit with explicit shardings over `jaxbgs.sharding`'s mesh and donation
 (`ShardedTrainer`).
 
-Joint training draws every task down to the smallest task's size afresh each epoch; the epoch's
-batches are a pure function of (seed, epoch), and `--resume` replays them from the checkpointed
-position, so a resumed run equals an uninterrupted one. Class scores for mAP are the softmax of the
-next-token logits over the task's answer tokens.
+The data, prompts and epoch plans are `jaxbgs.socialfusion.batches`; the loop is the engine both
+papers share (`jaxbgs.training.fit`), so `--resume` replays a run exactly whatever stopped it.
+Class scores for mAP are the softmax of the next-token logits over the task's answer tokens.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import time
 from pathlib import Path
 
@@ -33,219 +30,27 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from experiments.socialfusion import SocialFusionExperiment
 from jaxbgs import sharding
 from jaxbgs.errors import InputError
-from jaxbgs.files import start_run, write_text_atomic
+from jaxbgs.files import write_text_atomic
 from jaxbgs.models import llama
-from jaxbgs.socialfusion import features, gaze, metrics, prompts
-from jaxbgs.socialfusion.data.readers import EVAL_SPLIT, read
-
-# DEMO_DIRS: the sub-directory names of real layouts too
-from jaxbgs.socialfusion.data.synthetic import DEMO_DIRS, VERSION, write_demo_datasets
+from jaxbgs.socialfusion import features, metrics
+from jaxbgs.socialfusion.batches import (
+    RunData,
+    check_inputs,
+    epoch_plan,
+    llm_dir,
+    load_data,
+    load_tokenizer,
+    make_batch,
+)
 from jaxbgs.socialfusion.model import Config, SocialFusion
-from jaxbgs.trainer.loop import Progress, TrainingError, _ckpt_manager, _save, _Stop, restore
-from jaxbgs.trainer.step import ShardedTrainer, make_optimizer
+from jaxbgs.training.loop import Batch, FitConfig, Task, fit
+from jaxbgs.training.trainer import ShardedTrainer, make_optimizer
 
 DEMO_EMBED_STD = 0.5
-WHERE = {
-    "data": "a directory holding the datasets in their native layouts: hagrid/ (HaGRIDv2), pisc/ (PISC), "
-    "ego4d_lam/ (Ego4D Looking-At-Me), gazefollow/ (GazeFollow), affectnet/ (AffectNet)",
-    "weights": f"Llama 3.2 1B with its tokenizer (gated: huggingface-cli download {llama.HF_ID} "
-    "--local-dir DIR)",
-}
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class RunData:
-    """Pools per task (train and eval split), each task's prompt tokens and answer token ids."""
-
-    tasks: tuple[str, ...]
-    train: dict[str, features.Pool]
-    eval: dict[str, features.Pool]
-    tokens: np.ndarray  # (tasks, L) left-padded prompts, row = position in `tasks`
-    token_mask: np.ndarray
-    answer_ids: dict[str, np.ndarray]  # task -> (options,) first token of each answer
-    option_of_class: dict[str, np.ndarray]  # task -> (classes,) option index, -1 if not an option
-    dropped: dict[str, dict[str, int]]  # task -> reason -> count (readers' protocol and ours)
-
-
-def data_dir(exp: SocialFusionExperiment, task: str) -> Path:
-    for entry in exp.data_dirs:
-        t, _, path = entry.partition(":")
-        if t == task:
-            return Path(path).expanduser()
-    if exp.data is None:
-        raise InputError(
-            f"experiment {exp.name!r} needs --data", fix=f"provide {WHERE['data']}. Nothing was run"
-        )
-    return Path(exp.data).expanduser() / DEMO_DIRS[task]
-
-
-def demo_root(exp: SocialFusionExperiment) -> Path:
-    """The demo's generated datasets (written once per seed into the cache)."""
-    root = Path(exp.cache) / f"socialfusion-demo-data-v{VERSION}-seed{exp.seed}-n{exp.demo_per_class}"
-    if not (root / ".complete").is_file():
-        write_demo_datasets(root, seed=exp.seed, image_size=96, per_class=exp.demo_per_class)
-        (root / ".complete").write_text("ok\n")
-    return root
-
-
-def check_inputs(exp: SocialFusionExperiment) -> None:
-    """Stop before any work when an input is missing, naming every one of them."""
-    if exp.demo:
-        return
-    missing = []
-    if exp.data is None and not all(any(e.startswith(t + ":") for e in exp.data_dirs) for t in exp.tasks):
-        missing.append(f"--data: {WHERE['data']}")
-    if exp.weights is None:
-        missing.append(f"--weights: {WHERE['weights']}")
-    if exp.encoder_weights is None:
-        missing.append(f"--set encoder_weights=DIR: {features.DEFAULT_WEIGHTS[exp.encoder]}")
-    if missing:
-        raise InputError(
-            f"experiment {exp.name!r} needs inputs", fix="provide " + "; ".join(missing) + ". Nothing was run"
-        )
-    dirs = {data_dir(exp, t): t for t in exp.tasks}  # the two PISC tasks share one directory
-    problems = [f"--data: no {t} dataset directory {d}" for d, t in dirs.items() if not d.is_dir()]
-    for flag, value in (("--weights", exp.weights), ("--set encoder_weights", exp.encoder_weights)):
-        if (why := _absent(value)) is not None:
-            problems.append(f"{flag}: {why}")
-    if problems:
-        raise InputError(
-            f"{len(problems)} missing input(s): " + "; ".join(problems),
-            fix=f"provide each of them ({WHERE['data']} for the datasets). Nothing was run",
-        )
-
-
-def _absent(value: str) -> str | None:
-    """Why a path or Hub id cannot be found here, or None when it can (its contents are read later)."""
-    if Path(value).expanduser().exists():
-        return None
-    from jaxbgs.eval.language import resolve_model_dir
-
-    try:
-        resolve_model_dir(value)
-    except InputError as e:
-        return str(e)
-    return None
-
-
-def load_tokenizer(exp: SocialFusionExperiment):
-    if exp.demo:
-        return prompts.demo_tokenizer()
-    return llama.load_tokenizer(llm_dir(exp))
-
-
-def llm_dir(exp: SocialFusionExperiment) -> Path:
-    """`--weights` as given, or the HF cache's copy of a Hub id."""
-    path = Path(exp.weights).expanduser()
-    if path.exists():
-        return path
-    from jaxbgs.eval.language import resolve_model_dir
-
-    return resolve_model_dir(exp.weights)
-
-
-def load_data(exp: SocialFusionExperiment, encoder: features.Encoder, tokenizer) -> RunData:
-    root = demo_root(exp) if exp.demo else None
-    train, evals, dropped = {}, {}, {}
-    for task in exp.tasks:
-        where = root / DEMO_DIRS[task] if root is not None else data_dir(exp, task)
-        pools = []
-        for split in ("train", EVAL_SPLIT[task]):
-            samples = read(task, where, split, limit=exp.limit)
-            keep = [s for s in samples if task == "gaze" or prompts.option_index(task)[s.label] >= 0]
-            drops = dict(samples.dropped)
-            if len(keep) < len(samples):  # HaGRID no_gesture hands are not an option of the prompt
-                drops["class is not an answer option"] = len(samples) - len(keep)
-            dropped[f"{task}/{split}"] = drops
-            pools.append(
-                features.build_pool(
-                    task, keep, encoder, size=exp.image_size, mode=exp.image_mode, cache=exp.cache
-                )
-            )
-        train[task], evals[task] = pools
-    tokens, mask = prompts.encode_prompts(tokenizer, exp.tasks)
-    answer = {t: prompts.answer_token_ids(tokenizer, t) for t in exp.tasks if t != "gaze"}
-    options = {t: prompts.option_index(t) for t in exp.tasks if t != "gaze"}
-    return RunData(exp.tasks, train, evals, tokens, mask, answer, options, dropped)
-
-
-def epoch_plan(exp: SocialFusionExperiment, data: RunData, epoch: int) -> list[np.ndarray]:
-    """The epoch's batches as (B, 2) rows of (task position, row in that task's train pool); -1 pads
-    a short batch. Joint runs draw each task down to the smallest (paper §3.2) afresh each epoch;
-    `batch_by_task` keeps each batch to one task (an ablation: in the demo it left gesture near chance)."""
-    rng = np.random.default_rng([exp.seed, epoch, 17])
-    sizes = [len(data.train[t]) for t in data.tasks]
-    n = min(sizes) if exp.undersample and len(sizes) > 1 else None
-    rows = []
-    for k, size in enumerate(sizes):
-        pick = rng.permutation(size)[:n] if n is not None else rng.permutation(size)
-        rows.append(np.stack([np.full(len(pick), k), pick], axis=1))
-    b = exp.batch_size
-
-    def chunks(r: np.ndarray) -> list[np.ndarray]:
-        r = np.concatenate([r, np.full((-len(r) % b, 2), -1)])
-        return [r[i : i + b] for i in range(0, len(r), b)]
-
-    if exp.batch_by_task:
-        batches = [c for r in rows for c in chunks(r)]
-        return [batches[i] for i in rng.permutation(len(batches))]
-    rows = np.concatenate(rows)
-    return chunks(rows[rng.permutation(len(rows))])
-
-
-def _bucket(n: int, quantum: int = 64) -> int:
-    return -(-n // quantum) * quantum
-
-
-def make_batch(data: RunData, rows: np.ndarray, pools: dict[str, features.Pool]) -> dict:
-    """Host arrays of one batch; padded rows (-1) take the first row of the first task, weight 0."""
-    valid = rows[:, 0] >= 0
-    task_pos = np.where(valid, rows[:, 0], 0)
-    idx = np.where(valid, rows[:, 1], 0)
-    first = pools[data.tasks[0]]
-    b = len(rows)
-    out = {
-        "features": np.zeros((b, *first.features.shape[1:]), np.float16),
-        "boxes": np.zeros((b, features.MAX_BOXES, 4), np.float32),
-        "box_valid": np.zeros((b, features.MAX_BOXES), bool),
-        "answer": np.zeros(b, np.int32),
-        "is_cls": np.zeros(b, np.float32),
-        "is_gaze": np.zeros(b, np.float32),
-        "heat": np.zeros((b, gaze.SIZE, gaze.SIZE), np.float32),
-    }
-    for k, task in enumerate(data.tasks):
-        sel = np.flatnonzero(task_pos == k)
-        if not len(sel):
-            continue
-        pool, r = pools[task], idx[sel]
-        out["features"][sel] = pool.features[np.sort(r)][np.argsort(np.argsort(r))]  # sorted reads: mmap
-        out["boxes"][sel], out["box_valid"][sel] = pool.boxes[r], pool.box_valid[r]
-        if task == "gaze":
-            out["is_gaze"][sel] = valid[sel]
-            first_point = np.where(pool.point_mask[r, :1, None], pool.points[r, :1], -1.0)[:, 0]
-            out["heat"][sel] = gaze.target_heatmap(first_point)
-        else:
-            out["is_cls"][sel] = valid[sel]
-            out["answer"][sel] = data.answer_ids[task][data.option_of_class[task][pool.labels[r]]]
-    # The prompts go in once each (rows point at theirs: the LLM runs each prompt once, not per row):
-    # the one task's prompt, or all of them when rows mix tasks, so a run compiles a few shapes. Left
-    # padding: drop the pad columns no row needs (lengths bucketed to multiples of 64).
-    present = np.unique(task_pos)
-    table = present if len(present) == 1 else np.arange(len(data.tasks))
-    need = int(data.token_mask[present].sum(axis=1).max())
-    keep = min(data.tokens.shape[1], _bucket(need))
-    out["tokens"] = data.tokens[table, -keep:]
-    out["token_mask"] = data.token_mask[table, -keep:]
-    out["prompt"] = np.searchsorted(table, task_pos).astype(np.int32)
-    return out
 
 
 # ------------------------------------------------------------------------------------------- trainer
@@ -254,8 +59,8 @@ def make_batch(data: RunData, rows: np.ndarray, pools: dict[str, features.Pool])
 class Trainer(ShardedTrainer):
     """SocialFusion's loss on BGS's sharded update; `lam` weighs the heatmap BCE (paper §3.4)."""
 
-    def __init__(self, model: SocialFusion, optimizer, *, lam: float, mesh=None):
-        super().__init__(model, optimizer, mesh=mesh)
+    def __init__(self, model: SocialFusion, optimizer, *, lam: float, mesh=None, seed: int = 0):
+        super().__init__(model, optimizer, mesh=mesh, seed=seed)
         self.lam = lam
 
     def _forward(self, trainable, rest, batch):
@@ -274,8 +79,9 @@ class Trainer(ShardedTrainer):
         heat = (bce * batch["is_gaze"]).sum() / jnp.maximum(batch["is_gaze"].sum(), 1.0)
         return lm + self.lam * heat, {"lm": lm, "heatmap": heat}
 
-    def step(self, trainable, opt_state, batch, key):
-        return self.update(trainable, opt_state, batch, key)
+    def step(self, trainable, opt_state, batch, step):
+        """One update at global step `step`; returns a `StepOut` (device metrics, next counter)."""
+        return self.update(trainable, opt_state, batch, step)
 
     def predict(self, trainable, batch: dict, ids: np.ndarray):
         """(logits at `ids` (B, len(ids)), sigmoid heatmaps (B, 64, 64)) on host, for any mesh."""
@@ -373,71 +179,34 @@ def prepare(exp: SocialFusionExperiment):
     optimizer = make_optimizer(
         exp.lr, exp.weight_decay, schedule="cosine", warmup_steps=exp.warmup_steps, total_steps=steps
     )
-    return data, Trainer(model, optimizer, lam=exp.lam, mesh=sharding.make_mesh(exp.mesh))
+    return data, Trainer(model, optimizer, lam=exp.lam, mesh=sharding.make_mesh(exp.mesh), seed=exp.seed)
 
 
 # ----------------------------------------------------------------------------------------------- fit
 
 
-def fit(exp: SocialFusionExperiment, trainer: Trainer, data: RunData, run_dir: Path, *, resume: bool = False):
-    """Train `epochs` (or to `max_steps`, or a stop signal); returns (trainable, progress)."""
-    mgr = _ckpt_manager(run_dir)
-    if resume:
-        trainable, opt_state, progress = restore(run_dir, trainer)
-    else:
-        trainable, opt_state = trainer.init()
-        progress = Progress()
-    key = jax.random.key(exp.seed)
-    main = sharding.is_main_process()
-    log = (run_dir / "metrics.jsonl").open("a") if main else open(os.devnull, "w")
-    with _Stop() as stop, log:
-        while progress.epoch < exp.epochs and not progress.done:
-            plan = epoch_plan(exp, data, progress.epoch)
-            bar = tqdm(
-                total=len(plan),
-                initial=progress.step_in_epoch,
-                unit="step",
-                leave=False,
-                desc=f"epoch {progress.epoch + 1}/{exp.epochs}",
-                disable=None if main else True,
-            )
-            for s in range(progress.step_in_epoch, len(plan)):
-                if stop.requested or (exp.max_steps is not None and progress.global_step >= exp.max_steps):
-                    _save(mgr, progress, trainable, opt_state, run_dir)
-                    bar.close()
-                    return trainable, progress
-                t0 = time.perf_counter()
-                batch = make_batch(data, plan[s], data.train)
-                trainable, opt_state, out = trainer.step(
-                    trainable, opt_state, batch, jax.random.fold_in(key, progress.global_step)
-                )
-                out = {k: float(v) for k, v in out.items()}
-                if not all(math.isfinite(v) for v in out.values()):
-                    raise TrainingError(
-                        f"non-finite loss or gradient at epoch {progress.epoch + 1} step {s} ({out}); "
-                        f"the last good checkpoint is in {run_dir / 'checkpoints'}"
-                    )
-                record = {
-                    "step": progress.global_step,
-                    "epoch": progress.epoch + 1,
-                    "step_in_epoch": s,
-                    **out,
-                    "lr": float(opt_state.hyperparams["learning_rate"]),
-                    "rows": int((plan[s][:, 0] >= 0).sum()),
-                    "s": time.perf_counter() - t0,
-                }
-                log.write(json.dumps(record) + "\n")
-                progress.global_step += 1
-                progress.step_in_epoch = s + 1
-                bar.set_postfix(loss=f"{out['loss']:.3f}")
-                bar.update(1)
-            bar.close()
-            log.flush()
-            progress.epoch += 1
-            progress.step_in_epoch = 0
-            progress.done = progress.epoch >= exp.epochs
-            _save(mgr, progress, trainable, opt_state, run_dir)
-    return trainable, progress
+class SocialFusionTask(Task):
+    """Joint (or single-task) epochs as `jaxbgs.training.fit` runs them; no validation split: the
+    last epoch is kept, as the paper reports."""
+
+    def __init__(self, exp: SocialFusionExperiment, data: RunData, trainer: Trainer):
+        self.exp, self.data, self.trainer = exp, data, trainer
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        return epoch_plan(self.exp, self.data, epoch)
+
+    def load(self, rows: np.ndarray) -> Batch:
+        batch = sharding.local_batch(make_batch(self.data, rows, self.data.train), self.trainer.mesh)
+        return Batch(batch, None, {"rows": int((rows[:, 0] >= 0).sum())})
+
+
+def fit_config(exp: SocialFusionExperiment) -> FitConfig:
+    return FitConfig(
+        epochs=exp.epochs,
+        max_steps=exp.max_steps,
+        checkpoint_every=exp.checkpoint_every,
+        log_every=exp.log_every,
+    )
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -513,31 +282,47 @@ def margins(results: dict) -> dict:
 
 
 def run(exp: SocialFusionExperiment, *, resume: bool = False) -> dict:
+    """Train `exp` into its run directory, evaluate and export (`jaxbgs.train.run`'s lifecycle)."""
     from jaxbgs.lora import summary as lora_summary
+    from jaxbgs.training.checkpoint import Checkpoints
+    from jaxbgs.training.run import RunDir
 
-    run_dir = Path(exp.run_dir)
-    start_run(run_dir, exp.to_json(), resume=resume)
-    t0 = time.perf_counter()
-    data, trainer = prepare(exp)
-    main = sharding.is_main_process()
     log = sharding.main_print
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", json.dumps(exp.to_json(), indent=2) + "\n")
-    log(f"{exp.name}: {lora_summary(trainer.merged_model(trainer.init_trainable))}")
-    log(
-        "train "
-        + ", ".join(f"{t} {len(data.train[t])}" for t in data.tasks)
-        + "; eval "
-        + ", ".join(f"{t} {len(data.eval[t])}" for t in data.tasks)
-    )
-    t_data = time.perf_counter() - t0
-    trainable, progress = fit(exp, trainer, data, run_dir, resume=resume)
-    if not progress.done:
+    with RunDir(exp.run_dir, exp.to_json(), resume=resume) as run_dir:
+        if run_dir.finished:
+            log(f"{run_dir.path}: the run is finished (results.json); nothing to do")
+            return run_dir.results()
+        t0 = time.perf_counter()
+        data, trainer = prepare(exp)
+        run_dir.write_config()
+        log(f"{exp.name}: {lora_summary(trainer.merged_model(trainer.init_trainable))}")
         log(
-            f"stopped at step {progress.global_step}; continue with --exp {exp.name} --resume --out {run_dir}"
+            "train "
+            + ", ".join(f"{t} {len(data.train[t])}" for t in data.tasks)
+            + "; eval "
+            + ", ".join(f"{t} {len(data.eval[t])}" for t in data.tasks)
         )
-        return {"stopped_at_step": progress.global_step}
+        t_data = time.perf_counter() - t0
+        fitted = fit(trainer, SocialFusionTask(exp, data, trainer), run_dir.path, fit_config(exp),
+                     resume=run_dir.resume)  # fmt: skip
+        progress = fitted.progress
+        if not progress.done:
+            log(
+                f"stopped at step {progress.global_step}; continue with --exp {exp.name} --resume "
+                f"--out {exp.run_dir}"
+            )
+            return {"stopped_at_step": progress.global_step, "signal": fitted.signal}
+        trainable, _ = Checkpoints(run_dir.path).load_best(trainer)  # the last epoch: no validation
+        return finish(exp, run_dir.path, data, trainer, trainable, progress, time.perf_counter() - t0, t_data)
+
+
+def finish(exp, run_dir: Path, data: RunData, trainer: Trainer, trainable, progress, seconds: float, t_data):
+    """Evaluation and the PyTorch export; results.json last, so `--resume` redoes an interrupted one."""
+    from jaxbgs.files import atomic_path
+    from jaxbgs.training import faults
+
+    faults.point("evaluating")
+    t0 = time.perf_counter()
     res = {"tasks": evaluate(trainer, trainable, data, batch=exp.batch_size)}
     res["margin_over_chance"] = margins(res["tasks"])
     res |= {
@@ -545,13 +330,16 @@ def run(exp: SocialFusionExperiment, *, resume: bool = False) -> dict:
         "epochs": progress.epoch,
         "dropped": data.dropped,
         "seconds_data": t_data,
-        "seconds_total": time.perf_counter() - t0,
+        "seconds_total": seconds + time.perf_counter() - t0,
     }
     merged = trainer.merged_model(trainable)
-    if main:
+    if sharding.is_main_process():
         from jaxbgs.socialfusion import export
 
-        res["export_torch"] = str(export.to_torch(merged, run_dir / "export" / "torch"))
+        with atomic_path(run_dir / "export", directory=True, replace=True) as tmp:
+            faults.point("exporting")
+            export.to_torch(merged, tmp / "torch")
+        res["export_torch"] = str(run_dir / "export" / "torch")
         write_text_atomic(run_dir / "results.json", json.dumps(res, indent=2) + "\n")
     return res
 

@@ -9,9 +9,9 @@ import numpy as np
 from jaxbgs.eval.ceiling import split_half_ceiling
 from jaxbgs.eval.ooo import ooo_accuracy
 from jaxbgs.eval.rsa import rsa, similarity_matrix
-from jaxbgs.trainer.loop import embed_all
 from jaxbgs.trainer.setup import RunData
 from jaxbgs.trainer.step import Trainer
+from jaxbgs.trainer.task import embed_all
 
 
 def score(trainer: Trainer, trainable, data: RunData, *, n_boot: int, seed: int = 0, keep=None) -> dict:

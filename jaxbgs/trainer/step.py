@@ -1,5 +1,6 @@
-"""The pure train step: split the trainable state once, merge inside the loss, `jax.value_and_grad`,
-`jax.jit` with explicit in/out shardings over the mesh and the trainable and optimizer state donated.
+"""BGS's loss on the shared sharded update (`jaxbgs.training.trainer.ShardedTrainer`: split the
+trainable state once, merge inside the loss, `jax.value_and_grad`, `jax.jit` with explicit in/out
+shardings over the mesh and the states donated).
 
 Two compiled variants share one body: with and without the RSA term (the RSA step embeds 24 more
 clips, so it is not paid on the other steps). The `M` gradient-carrying RSA clips and the `K - M`
@@ -9,19 +10,17 @@ spent on them.
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from flax import nnx
 
-from jaxbgs import losses, sharding
-from jaxbgs.errors import InputError
-from jaxbgs.lora import Trainable
+from jaxbgs import losses
+from jaxbgs.training.trainer import ShardedTrainer, make_optimizer
+
+__all__ = ["LossWeights", "Trainer", "augment", "make_optimizer", "normalise"]
 
 
 def normalise(clips, mean, std, dtype=jnp.float32):
@@ -54,110 +53,14 @@ class LossWeights:
     video: bool = False  # video-batched step: one embedding per distinct video, trials index into it
 
 
-def make_optimizer(
-    lr: float, weight_decay: float, *, schedule: str = "constant", warmup_steps: int = 0, total_steps: int = 0
-) -> optax.GradientTransformation:
-    """AdamW with the learning rate kept in the optimizer state, so a plateau schedule resumes exactly
-    (and a step-indexed schedule too: its count is part of the state)."""
-    if schedule == "constant":
-        return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=weight_decay)
-    if schedule != "cosine":
-        raise InputError(
-            f"unknown lr schedule {schedule!r}", where="lr_schedule", fix="use constant or cosine"
-        )
-    total = max(total_steps, warmup_steps + 1)
-    fn = optax.warmup_cosine_decay_schedule(0.0 if warmup_steps else lr, lr, warmup_steps, total)
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=fn, weight_decay=weight_decay)
-
-
-class ShardedTrainer(abc.ABC):
-    """The model-independent half of a trainer: split the trainable state from the frozen rest once,
-    place both on `mesh` (default: all devices, data parallel) by `jaxbgs.sharding`'s rules, and jit
-    one pure update per static configuration with explicit in/out shardings and donation. The same
-    code runs on one device, a node or several hosts. Subclasses define `loss(trainable, rest, batch,
-    key, *scalars, static) -> (total, parts)`; BGS and SocialFusion both train through this."""
-
-    def __init__(self, model: nnx.Module, optimizer, *, mesh=None):
-        self.mesh = mesh if mesh is not None else sharding.make_mesh()
-        self.graphdef, trainable, rest = nnx.split(model, Trainable, ...)
-        self.shardings = sharding.state_shardings(trainable, self.mesh)
-        self.rest_shardings = sharding.state_shardings(rest, self.mesh)
-        self.rest = jax.device_put(rest, self.rest_shardings)
-        self.init_trainable = jax.device_put(trainable, self.shardings)
-        self.optimizer = optimizer
-        opt_shape = jax.eval_shape(optimizer.init, trainable)
-        self.opt_shardings = sharding.optimizer_shardings(opt_shape, trainable, self.shardings, self.mesh)
-        self.replicated = sharding.replicated(self.mesh)
-        self._steps = {}
-
-    def init(self):
-        """Fresh copies (the step donates its inputs; the initial adapters must survive as 'pretrained')."""
-        trainable = jax.device_put(jax.tree.map(jnp.copy, self.init_trainable), self.shardings)
-        with jax.set_mesh(self.mesh):
-            opt_state = jax.jit(self.optimizer.init, out_shardings=self.opt_shardings)(trainable)
-        return trainable, opt_state
-
-    def place(self, batch: dict) -> dict:
-        """A host batch (numpy arrays, or `sharding.local_batch` output) -> global arrays."""
-        if all(isinstance(v, jax.Array) for v in batch.values()):
-            return batch
-        if not all(isinstance(v, tuple) for v in batch.values()):
-            batch = sharding.local_batch(batch, self.mesh)
-        return sharding.global_batch(batch, self.mesh)
-
-    def _scalars(self, key, *values):
-        """The step's key (as raw key data) and float scalars, replicated on every process."""
-        data = np.asarray(jax.random.key_data(key))
-        return tuple(
-            jax.make_array_from_process_local_data(self.replicated, x)
-            for x in (data, *(np.float32(v) for v in values))
-        )
-
-    @abc.abstractmethod
-    def loss(self, trainable, rest, batch, key, *scalars):
-        """(total, parts) of one batch; the subclass's objective."""
-
-    def _step(self, trainable, opt_state, rest, batch, key_data, *scalars, static):
-        """Frozen weights (`rest`) are an argument, not constants baked into the program."""
-        key = jax.random.wrap_key_data(key_data)
-        loss = jax.value_and_grad(self.loss, has_aux=True)
-        (total, parts), grads = loss(trainable, rest, batch, key, *scalars, static)
-        updates, opt_state = self.optimizer.update(grads, opt_state, trainable)
-        trainable = optax.apply_updates(trainable, updates)
-        return trainable, opt_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **parts}
-
-    def update(self, trainable, opt_state, batch, key, *scalars, static=None):
-        """One update. `batch`: host arrays, `sharding.local_batch` output, or global arrays; `static`
-        (hashable) selects a compiled variant."""
-        batch = self.place(batch)
-        batch_shardings = {k: v.sharding for k, v in batch.items()}
-        sig = (static, len(scalars), tuple((k, v.shape, v.sharding) for k, v in sorted(batch.items())))
-        if sig not in self._steps:
-            rep = self.replicated
-            self._steps[sig] = jax.jit(
-                functools.partial(self._step, static=static),
-                in_shardings=(self.shardings, self.opt_shardings, self.rest_shardings, batch_shardings, rep)
-                + (rep,) * len(scalars),
-                out_shardings=(self.shardings, self.opt_shardings, rep),
-                donate_argnums=(0, 1),
-            )
-        with jax.set_mesh(self.mesh):
-            return self._steps[sig](trainable, opt_state, self.rest, batch, *self._scalars(key, *scalars))
-
-    def merged_model(self, trainable) -> nnx.Module:
-        """The full model on this host (what export and analysis want), whatever the mesh."""
-        local = jax.tree.map(jnp.asarray, sharding.to_host((trainable, self.rest)))
-        return nnx.merge(self.graphdef, *local)
-
-
 class Trainer(ShardedTrainer):
     """BGS: binds normalisation, margin and the RSA split outside the jitted step."""
 
     def __init__(
         self, model: nnx.Module, optimizer, *, mean, std, margin: float, n_grad: int, augment: bool = False,
-        mesh=None,
+        mesh=None, seed: int = 0,
     ):  # fmt: skip
-        super().__init__(model, optimizer, mesh=mesh)
+        super().__init__(model, optimizer, mesh=mesh, seed=seed)
         self.augment = augment
         self.mean, self.std, self.margin, self.n_grad = mean, std, margin, n_grad
         self.dtype = model.cfg.compute_dtype
@@ -244,6 +147,7 @@ class Trainer(ShardedTrainer):
             total = total + beta * parts["rsa"]
         return total, parts
 
-    def step(self, trainable, opt_state, batch, key, beta, w: LossWeights):
-        """One BGS update; `w` picks the compiled variant (with or without the RSA term)."""
-        return self.update(trainable, opt_state, batch, key, beta, static=w)
+    def step(self, trainable, opt_state, batch, step, beta, w: LossWeights):
+        """One BGS update at global step `step`; `w` picks the compiled variant (with or without the
+        RSA term). Returns a `StepOut` (states, device metrics, the next step's counter)."""
+        return self.update(trainable, opt_state, batch, step, beta, static=w)

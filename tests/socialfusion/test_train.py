@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 
 import jax
 import jax.numpy as jnp
@@ -14,90 +13,19 @@ import pytest
 
 import experiments
 from jaxbgs.errors import InputError
-from jaxbgs.socialfusion import gaze
+from jaxbgs.socialfusion import batches as sfb
 from jaxbgs.socialfusion import train as sft
-
-
-def tiny(tmp, **kw):
-    small = dict(
-        demo_per_class=3,
-        image_size=32,
-        connector_hidden=16,
-        lora_rank=2,
-        lora_alpha=4.0,
-        gaze_channels=4,
-        epochs=2,
-        batch_size=8,
-        warmup_steps=2,
-        out=str(tmp / "run"),
-        cache=str(tmp / "cache"),
-    )
-    return dataclasses.replace(experiments.get("socialfusion-demo"), **(small | kw))
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sf")
-    exp = tiny(tmp)
-    data, trainer = sft.prepare(exp)
-    return exp, data, trainer
-
-
-def _fake(sizes: dict[str, int]):
-    return types.SimpleNamespace(tasks=tuple(sizes), train={t: range(n) for t, n in sizes.items()})
-
-
-@pytest.mark.parametrize("by_task", [False, True])
-def test_joint_epochs_undersample_every_task_to_the_smallest(by_task):
-    exp = dataclasses.replace(experiments.get("socialfusion"), batch_size=4, batch_by_task=by_task)
-    data = _fake({"gesture": 10, "lam": 6, "gaze": 9})
-    plans = [sft.epoch_plan(exp, data, e) for e in (0, 1)]
-    for plan in plans:
-        rows = np.concatenate(plan)
-        real = rows[rows[:, 0] >= 0]
-        assert np.bincount(real[:, 0]).tolist() == [6, 6, 6]  # each task drawn down to lam's 6
-        for k in range(3):  # without repeats, inside the task's pool
-            r = real[real[:, 0] == k, 1]
-            assert len(set(r.tolist())) == 6 and r.max() < [10, 6, 9][k]
-        if by_task:
-            assert all(len(set(b[b[:, 0] >= 0, 0].tolist())) == 1 for b in plan)
-    first = np.concatenate(plans[0])
-    assert not np.array_equal(first, np.concatenate(plans[1]))  # a fresh draw each epoch
-    assert np.array_equal(first, np.concatenate(sft.epoch_plan(exp, data, 0)))  # a pure function
-    single = dataclasses.replace(exp, tasks=("gesture",))
-    assert sum((b[:, 0] >= 0).sum() for b in sft.epoch_plan(single, _fake({"gesture": 10}), 0)) == 10
-
-
-def test_batches_carry_answers_heatmaps_and_trimmed_prompts(prepared):
-    exp, data, _ = prepared
-    plan = sft.epoch_plan(exp, data, 0)
-    for rows in plan[:6]:
-        b = sft.make_batch(data, rows, data.train)
-        valid = rows[:, 0] >= 0
-        assert (b["is_cls"] + b["is_gaze"] == valid).all()
-        for i in np.flatnonzero(valid):
-            task = data.tasks[rows[i, 0]]
-            pool = data.train[task]
-            if task == "gaze":
-                p = pool.points[rows[i, 1], 0]
-                y, x = np.unravel_index(b["heat"][i].argmax(), b["heat"][i].shape)
-                assert (x, y) == (int(p[0] * gaze.SIZE), int(p[1] * gaze.SIZE)) and b["answer"][i] == 0
-            else:
-                option = data.option_of_class[task][pool.labels[rows[i, 1]]]
-                assert b["answer"][i] == data.answer_ids[task][option] and not b["heat"][i].any()
-            full = data.tokens[rows[i, 0]][data.token_mask[rows[i, 0]]]
-            mine = b["prompt"][i]  # the row's entry in the batch's prompt table (each prompt once)
-            assert np.array_equal(b["tokens"][mine][b["token_mask"][mine]], full)  # trimming kept it
-        assert len(b["tokens"]) == (1 if len(np.unique(rows[valid, 0])) == 1 else len(data.tasks))
-        assert b["tokens"].shape[1] % 64 == 0 or b["tokens"].shape[1] == data.tokens.shape[1]
+from jaxbgs.training.checkpoint import Checkpoints
+from jaxbgs.training.loop import fit
+from tests.socialfusion.conftest import tiny
 
 
 def test_loss_is_answer_cross_entropy_plus_lambda_heatmap_bce(prepared):
     exp, data, trainer = prepared
     rows = np.concatenate(
-        [b for b in sft.epoch_plan(dataclasses.replace(exp, batch_by_task=False), data, 0)]
+        [b for b in sfb.epoch_plan(dataclasses.replace(exp, batch_by_task=False), data, 0)]
     )[:8]
-    batch = sft.make_batch(data, rows, data.train)
+    batch = sfb.make_batch(data, rows, data.train)
     trainable, _ = trainer.init()
     placed = trainer.place(batch)
     total, parts = trainer.loss(trainable, trainer.rest, placed, jax.random.key(0))
@@ -119,23 +47,30 @@ def test_loss_is_answer_cross_entropy_plus_lambda_heatmap_bce(prepared):
 def test_resumed_run_equals_uninterrupted(prepared, tmp_path):
     exp, data, trainer = prepared
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
-    full_dir.mkdir(), part_dir.mkdir()
-    full, progress = sft.fit(exp, trainer, data, full_dir)
-    assert progress.done and progress.global_step == 2 * len(sft.epoch_plan(exp, data, 0))
+    task = sft.SocialFusionTask(exp, data, trainer)
+    cfg = sft.fit_config(dataclasses.replace(exp, log_every=3))
+    full = fit(trainer, task, full_dir, cfg)
+    progress = full.progress
+    assert progress.done and progress.global_step == 2 * len(sfb.epoch_plan(exp, data, 0))
     stop = progress.global_step // 2 + 1  # mid-epoch
-    _, part = sft.fit(dataclasses.replace(exp, max_steps=stop), trainer, data, part_dir)
-    assert not part.done and part.global_step == stop
-    resumed, progress2 = sft.fit(exp, trainer, data, part_dir, resume=True)
-    assert progress2.done
-    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
+    part = fit(trainer, task, part_dir, dataclasses.replace(cfg, max_steps=stop))
+    assert not part.progress.done and part.progress.global_step == stop
+    resumed = fit(trainer, task, part_dir, cfg, resume=True)
+    assert resumed.progress.done
+    for a, b in zip(jax.tree.leaves(full.trainable), jax.tree.leaves(resumed.trainable), strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     init, _ = trainer.init()
     assert any(
         not np.array_equal(np.asarray(a), np.asarray(b))
-        for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(full), strict=True)
+        for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(full.trainable), strict=True)
     )
-    steps = [json.loads(line)["step"] for line in (part_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(progress.global_step))  # every step logged once across the two legs
+    rows = [json.loads(line) for line in (part_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "step" in r] == list(range(progress.global_step))  # each once
+    assert [r["epoch"] for r in rows if "step" not in r] == [1, 2]
+    best, best_progress = Checkpoints(part_dir).load_best(trainer)  # no validation: the last epoch
+    assert best_progress.epoch == 2 and best_progress.best_epoch == 1
+    for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(full.trainable), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_missing_inputs_are_named_before_any_work(tmp_path):
@@ -163,7 +98,8 @@ def test_tiny_demo_runs_end_to_end(tmp_path):
         saved["tasks"]["gaze"]["metrics"]["auc"] - 0.5
     )
     assert (tmp_path / "run" / "export" / "torch" / "socialfusion.safetensors").is_file()
-    assert res["steps"] == len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert res["steps"] == sum("step" in r for r in rows)
     with pytest.raises(InputError, match="already holds a run"):
         sft.run(exp)
 

@@ -8,7 +8,7 @@ import pytest
 import experiments
 from jaxbgs import losses
 from jaxbgs.data import procedural
-from jaxbgs.trainer import loop
+from jaxbgs.trainer import task
 from jaxbgs.trainer.setup import split_data
 
 
@@ -25,7 +25,7 @@ def video_exp(**kw):
 
 def test_video_batches_hold_every_trial_whole(data):
     exp = video_exp()
-    batches = loop.video_batches(exp, data, epoch=0)
+    batches = task.video_batches(exp, data, epoch=0)
     assert all(len(b) == 12 and len(np.unique(b)) == 12 for b in batches)
     assert all(np.isin(b, data.train_ids).all() for b in batches)
     whole = np.zeros(len(data.train), bool)
@@ -36,11 +36,11 @@ def test_video_batches_hold_every_trial_whole(data):
 
 def test_video_plan_is_seeded_per_epoch(data):
     exp = video_exp()
-    a, b = loop.video_batches(exp, data, 0), loop.video_batches(exp, data, 0)
+    a, b = task.video_batches(exp, data, 0), task.video_batches(exp, data, 0)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    c = loop.video_batches(exp, data, 1)
+    c = task.video_batches(exp, data, 1)
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=False))
-    d = loop.video_batches(dataclasses.replace(exp, seed=1), data, 0)
+    d = task.video_batches(dataclasses.replace(exp, seed=1), data, 0)
     assert not all(np.array_equal(x, y) for x, y in zip(a, d, strict=False))
 
 
@@ -48,26 +48,40 @@ def test_video_plan_roles_index_the_batch(data):
     exp = video_exp()
     a, p, n = losses.trial_roles(data.train.items, data.train.odd)
     all_roles = {tuple(r) for r in np.stack([a, p, n], 1).tolist()}
-    for spec in loop.epoch_plan(exp, data, 0):
+    for spec in task.epoch_plan(exp, data, 0):
         ids = spec.videos
         roles = ids[spec.roles]  # positions back to video ids
         assert {tuple(r) for r in roles.tolist()} <= all_roles
         inside = np.isin(np.stack([a, p, n], 1), ids).all(axis=1)
         assert len(roles) == inside.sum()  # every judged trial among the batch's videos, once
-        batch, w, n_clips = loop.make_batch(exp, data, spec, 0)
+        batch, w, n_clips = task.make_batch(exp, data, spec)
         assert n_clips == 12 and w.video and w.use_rsa and w.use_triplet
         assert batch["valid"].sum() == len(roles) and len(batch["valid"]) % 16 == 0
         assert batch["rsa_dist"].shape == (12, 12)
 
 
+def test_video_mode_has_one_batch_shape_for_the_whole_run(data):
+    exp = video_exp(epochs=4)
+    pad = task.video_pad(exp, data)
+    shapes = set()
+    most = 0
+    for epoch in range(exp.epochs):
+        for spec in task.epoch_plan(exp, data, epoch):
+            batch, _, _ = task.make_batch(exp, data, spec, pad=pad)
+            shapes.add(tuple((k, v.shape) for k, v in sorted(batch.items())))
+            most = max(most, len(spec.roles))
+    assert len(shapes) == 1  # one compile per run
+    assert pad % 16 == 0 and most <= pad < most + 16  # the fullest batch of any epoch, rounded up
+
+
 def test_triplet_plan_matches_the_paper(data):
     exp = dataclasses.replace(experiments.get("demo"), batch_trials=4)
-    plan = loop.epoch_plan(exp, data, 0)
+    plan = task.epoch_plan(exp, data, 0)
     assert len(plan) == -(-len(data.train) // 4)
     assert sum(s.rsa for s in plan) == exp.rsa_per_epoch
-    _, w, n_clips = loop.make_batch(exp, data, next(s for s in plan if s.rsa), 0)
+    _, w, n_clips = task.make_batch(exp, data, next(s for s in plan if s.rsa))
     assert n_clips == 3 * 4 + exp.rsa_videos and not w.video
-    rsa_only = loop.epoch_plan(dataclasses.replace(exp, loss="rsa"), data, 0)
+    rsa_only = task.epoch_plan(dataclasses.replace(exp, loss="rsa"), data, 0)
     assert len(rsa_only) == exp.rsa_per_epoch and all(s.rsa for s in rsa_only)
 
 
