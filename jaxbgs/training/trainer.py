@@ -60,7 +60,8 @@ def learning_rate(opt_state):
 def compile_with_fallback(make_jitted, args, *, log=print):
     """Lower and compile `make_jitted()` on `args`. Where cuDNN's attention, chosen by
     `attention=auto`, fails to compile (a shape or version it lacks: a refusal JAX cannot see while
-    tracing), say so in one line naming the shape and compile again with XLA's attention."""
+    tracing), say so in one line naming the shape and compile again with XLA's attention.
+    `make_jitted` must return a jit of a fresh callable each time, so the retrace misses the cache."""
     with layers.record_attention() as seen:
         lowered = make_jitted().lower(*args)
     try:
@@ -74,7 +75,7 @@ def compile_with_fallback(make_jitted, args, *, log=print):
             f"attention: cuDNN failed to compile q {shapes} ({str(e).splitlines()[0][:160]}); "
             "this step uses XLA's attention"
         )
-    with layers.xla_attention():  # a fresh jit object: its trace cache does not hold the cuDNN trace
+    with layers.xla_attention():
         return make_jitted().lower(*args).compile()
 
 
