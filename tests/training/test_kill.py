@@ -13,7 +13,6 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from jaxbgs.training.checkpoint import Checkpoints
 
