@@ -3,6 +3,8 @@
 What is measured, per family (vjepa2, vjepa21, timesformer, videomae, clip):
 - JAX: the real training step, `jaxbgs.trainer.step.Trainer.step` (triplet term only, AdamW 1e-4,
   weight decay 0.01) on a uint8 triplet batch of B trials = 3B clips already on the device.
+  `--loop demo vjepa2` instead times the real loop (`jaxbgs.training.fit`: input pipeline, metrics,
+  logs) beside that pure step on the same batches (`benchmarks/loop_step.py`).
 - PyTorch: the transformers class the family mirrors (V-JEPA 2.1: the repository's reference module)
   with identical weights and peft LoRA adapters (rank 8, alpha 16, same targets), built by
   `benchmarks/backbone_step.py`; same batch, same clip embedding and triplet loss (cosine distance of
@@ -58,6 +60,7 @@ import torch
 import transformers
 from backbone_step import LORA, build_pair  # the PyTorch twin with identical weights
 from flax import nnx
+from torch_peer import SDPA_OPS, Remat, torch_embedding, torch_triplet
 
 from experiments import ARCHS  # the five BGS backbones
 from jaxbgs import lora as lora_lib
@@ -78,13 +81,6 @@ REDUCED = (2, 8, 64)
 # Dense bf16 tensor peaks (performance.md §1.4), most specific name first; fp32 (TF32) is half.
 PEAKS = (("H200", 989.4e12), ("H100 PCIe", 756e12), ("H100", 989.4e12), ("A100", 312e12))
 WEIGHTS = LossWeights(alpha=1.0, use_triplet=True, use_rsa=False)
-SDPA_OPS = (  # aten op name fragments -> the kernel PyTorch's SDPA dispatched to
-    ("_scaled_dot_product_flash_attention_for_cpu", "flash (cpu)"),
-    ("_scaled_dot_product_cudnn_attention", "cudnn"),
-    ("_scaled_dot_product_flash_attention", "flash"),
-    ("_efficient_attention", "mem_efficient"),
-    ("_scaled_dot_product_attention_math", "math"),
-)
 
 
 def model_flops_per_clip(arch: str, cfg, frames: int, size: int, adapters) -> float:
@@ -135,42 +131,6 @@ def is_oom(e: Exception) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "RESOURCE_EXHAUSTED" in text or "out of memory" in text
 
 
-class Remat(torch.nn.Module):
-    """Per-block recompute for a twin without transformers' `gradient_checkpointing_enable` (V-JEPA 2.1)."""
-
-    def __init__(self, block):
-        super().__init__()
-        self.block = block
-
-    def forward(self, *args):
-        return torch.utils.checkpoint.checkpoint(self.block, *args, use_reentrant=False)
-
-
-def torch_embedding(arch: str, model, x):
-    """The clip embedding the jaxbgs family computes, from (N, T, H, W, C) normalised device pixels:
-    mean of the final tokens, TimeSformer's final CLS token, CLIP's pooled frames averaged per clip.
-    (`backbone_step.torch_tokens` takes host numpy inputs and returns tokens, hence this variant.)"""
-    if arch == "vjepa2":
-        return model(
-            pixel_values_videos=x.permute(0, 1, 4, 2, 3), skip_predictor=True
-        ).last_hidden_state.mean(1)
-    if arch == "vjepa21":
-        return model(x.permute(0, 4, 1, 2, 3)).mean(1)
-    if arch == "clip":
-        n, t = x.shape[:2]
-        tower = getattr(model, "vision_model", model)
-        return tower(pixel_values=x.flatten(0, 1).permute(0, 3, 1, 2)).pooler_output.reshape(n, t, -1).mean(1)
-    tokens = model(pixel_values=x.permute(0, 1, 4, 2, 3)).last_hidden_state
-    return tokens[:, 0] if arch == "timesformer" else tokens.mean(1)
-
-
-def torch_triplet(emb, b: int, margin: float = losses.MARGIN):
-    """`jaxbgs.losses.triplet_loss` for rows [anchors; positives; negatives], all trials valid."""
-    z = torch.nn.functional.normalize(emb.float(), dim=-1, eps=1e-8)
-    a, p, n = z[:b], z[b : 2 * b], z[2 * b :]
-    return torch.relu((a * n).sum(-1) - (a * p).sum(-1) + margin).mean()
-
-
 class Bench:
     """One family on the requested sides: identical weights and adapters, one uint8 triplet batch."""
 
@@ -188,7 +148,7 @@ class Bench:
             nnx.update(model, jax.device_put(nnx.state(host_model), jax.devices()[0]))
             opt = make_optimizer(1e-4, 0.01)
             self.trainer = Trainer(model, opt, mean=mean, std=std, margin=losses.MARGIN, n_grad=losses.RSA_M)
-            self.key = jax.random.key(0)
+            self.step_index = 0
         self.dev = "cuda" if torch.cuda.is_available() else "cpu"
         if "torch" in sides:
             self.twin = twin.to(self.dev).train()  # no dropout in these configs; train() for checkpointing
@@ -212,6 +172,7 @@ class Bench:
             place = getattr(self.trainer, "place", None)  # the sharded trainer places its own batch
             self.batch = place(host) if place else jax.device_put(host)
             self.state = self.trainer.init()
+            self.step_index = 0
         if "torch" in self.sides:
             self.clips = torch.from_numpy(clips).to(self.dev)
 
@@ -224,7 +185,9 @@ class Bench:
             torch.cuda.empty_cache()
 
     def jax_step(self):
-        trainable, opt_state, metrics = self.trainer.step(*self.state, self.batch, self.key, 0.0, WEIGHTS)
+        trainable, opt_state, metrics, self.step_index = self.trainer.step(
+            *self.state, self.batch, self.step_index, 0.0, WEIGHTS
+        )
         self.state = (trainable, opt_state)
         return metrics["loss"]
 
@@ -450,11 +413,27 @@ def main() -> None:
     p.add_argument("--find-batch", action="store_true", help="search the largest batch per side first")
     p.add_argument("--max-batch", type=int, default=512, help="upper bound of --find-batch (trials)")
     p.add_argument("--json", help="write all results here (atomically, after every family)")
+    p.add_argument("--loop", nargs="+", choices=("demo", "vjepa2"), help="time the fit loop beside the step")
+    p.add_argument("--loop-steps", type=int, default=60, help="--loop: timed steps")
+    p.add_argument(
+        "--loop-warmup", type=int, default=10, help="--loop: untimed first steps (log_every's multiple)"
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress lines through a pipe, in order with children
     if args.child:
         return child(json.loads(args.child))
+    if args.loop:
+        import loop_step
+
+        args.frames, args.size = REDUCED[1:]
+        rows = [loop_step.run(case, args) for case in args.loop]
+        print(loop_step.table(rows))
+        if args.json:
+            write_json(
+                args.json, {"command": " ".join(sys.argv), "versions": jax.__version__, "results": rows}
+            )
+        return None
     shapes = PAPER if args.paper else dict.fromkeys(ARCHS, REDUCED)
     args.shape = {a: (args.layers or s[0], *s[1:]) for a, s in shapes.items()}
     meta = {
