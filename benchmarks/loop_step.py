@@ -104,10 +104,11 @@ def measure(exp, data, trainer, *, warmup: int, steps: int, log_every: int, reps
         wait_s.append(sum(r["input_wait_s"] for r in timed))
     clips = sum(b.info["clips"] for b in batches)
     med = statistics.median
+    ratio = med(a / b for a, b in zip(step_s, loop_s, strict=True))
     return {
         "steps": steps, "warmup": warmup, "log_every": log_every, "clips": clips, "variants": len(variants),
         "reps": reps, "loop_s": med(loop_s), "step_s": med(step_s), "loop_clips_per_s": clips / med(loop_s),
-        "step_clips_per_s": clips / med(step_s), "loop_over_step": med(s / l for s, l in zip(step_s, loop_s)),
+        "step_clips_per_s": clips / med(step_s), "loop_over_step": ratio,
         "input_wait_s": med(wait_s), "fit_wall_s": med(fit_s), "all": {"step_s": step_s, "loop_s": loop_s},
     }  # fmt: skip
 
