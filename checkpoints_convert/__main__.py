@@ -5,7 +5,8 @@
     python -m checkpoints_convert check --arch ARCH --src PATH [--frames N --size S] [--json]
 
 Sources are local: a Hugging Face directory, a Hub id already in the local cache, or a release
-file (.pt/.pth). Errors print one line on stderr and exit 2 (`--debug` shows the traceback).
+file (.pt/.pth). Errors print one line on stderr and exit 2 (`--debug` shows the traceback); a full
+disk exits 4 naming the path, and nothing half-written is left.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import sys
 
 from jaxbgs.errors import InputError
+from jaxbgs.files import disk_full_line
 from jaxbgs.models import ARCHS
 
 
@@ -105,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (InputError, OSError) as e:
-        if args.debug:
+    except Exception as e:
+        line = disk_full_line(e)  # orbax and tensorstore wrap a full disk in their own errors
+        if args.debug or not (line or isinstance(e, (InputError, OSError))):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {line or e}", file=sys.stderr)
+        return 4 if line else 2
     print(json.dumps(result) if args.json else "", end="\n" if args.json else "")
     if not args.json:
         _print_human(result)

@@ -4,6 +4,7 @@ run overwrite an old one."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -51,6 +52,33 @@ def atomic_path(dst: str | os.PathLike, *, directory: bool = False, replace: boo
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+class DiskFull(RuntimeError):
+    """No space left while writing; what was written before is intact and temporaries are gone."""
+
+
+def no_space(e: BaseException | None) -> bool:
+    """Whether `e`, or what caused it, is a full disk (orbax and tensorstore wrap the OS error)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def disk_full_line(e: BaseException) -> str | None:
+    """One line for a full disk, naming what was being written (None: `e` is not a full disk)."""
+    if isinstance(e, DiskFull):
+        return str(e)
+    if not no_space(e):
+        return None
+    while e is not None and not getattr(e, "filename", None):
+        e = e.__cause__ or e.__context__
+    where = f" writing {e.filename}" if e is not None else ""
+    return f"no space left on the device{where}. Fix: free space on that disk and run the command again"
 
 
 def write_text_atomic(dst: str | os.PathLike, text: str) -> None:

@@ -277,7 +277,7 @@ def memory_hint(exp) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxbgs.training.checkpoint import DiskFull, no_space
+    from jaxbgs.files import disk_full_line
     from jaxbgs.training.run import EXIT_DISK, EXIT_ERROR, EXIT_OOM, exit_status
 
     args = parser().parse_args(argv)
@@ -300,13 +300,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except (DiskFull, OSError) as e:
-        if args.debug or not (isinstance(e, DiskFull) or no_space(e)):
-            raise
-        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
-        text = str(e) if isinstance(e, DiskFull) else f"no space left on the device{where}"
-        print(f"error: {text}", file=sys.stderr)
-        return EXIT_DISK
     except jax.errors.JaxRuntimeError as e:
         if args.debug or exp is None or "RESOURCE_EXHAUSTED" not in str(e):
             raise
@@ -315,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_OOM
+    except Exception as e:  # a full disk, whoever noticed it (orbax, tensorstore, a plain write)
+        if args.debug or (line := disk_full_line(e)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_DISK
     if res.get("signal") is not None:
         name = signal.Signals(res["signal"]).name
         print(

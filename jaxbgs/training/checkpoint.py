@@ -13,7 +13,6 @@ the step is the only RNG state there is to save.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import shutil
 from pathlib import Path
@@ -21,6 +20,9 @@ from pathlib import Path
 import orbax.checkpoint as ocp
 
 from jaxbgs.errors import InputError
+from jaxbgs.files import DiskFull, no_space
+
+__all__ = ["Checkpoints", "DiskFull", "Progress"]
 from jaxbgs.training import faults
 
 TMP_MARK = ".orbax-checkpoint-tmp"
@@ -50,21 +52,6 @@ class Progress:
         d = dict(d)
         d["best"] = -math.inf if d.get("best") is None else float(d["best"])
         return cls(**d)
-
-
-class DiskFull(RuntimeError):
-    """No space left while writing a checkpoint; the previous one is intact and temporaries are gone."""
-
-
-def no_space(e: BaseException | None) -> bool:
-    """Whether `e` (or what caused it: orbax and tensorstore wrap OS errors) is a full disk."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def remove_temporaries(directory: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import types
 
 import jax.numpy as jnp
@@ -45,20 +44,6 @@ def test_an_older_runs_checkpoint_is_named(tmp_path):
     mgr.wait_until_finished()
     with pytest.raises(InputError, match="written by an older jaxbgs"):
         Checkpoints(tmp_path).restore(_trainer(2))
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs: needs root and the right to mount (else skipped, saying so)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # orbax's write thread reports into its event loop after the failed save has closed it: noise only

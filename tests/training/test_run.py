@@ -83,7 +83,8 @@ def test_exit_statuses(monkeypatch, capsys):
 
     monkeypatch.setattr(train, "run", enospc)
     assert train.main(["--exp", "vjepa"]) == 4
-    assert capsys.readouterr().err == "error: no space left on the device writing /x/results.json\n"
+    err = capsys.readouterr().err
+    assert err.startswith("error: no space left on the device writing /x/results.json. Fix: free space")
 
 
 def test_finished_run_is_left_as_is(tiny_exp):
