@@ -17,12 +17,13 @@ What is measured, per family (vjepa2, vjepa21, timesformer, videomae, clip):
   `torch.cuda.synchronize`). Reported: median step time, clips/s, the ratio JAX / PyTorch (> 1: JAX
   is faster), peak device memory, model FLOPs per clip and MFU, the attention kernel each side used,
   and the GPU's name, SM clock and power draw (nvidia-smi, sampled just after the timed blocks).
-  FLOPs count the backbone only: performance.md §1.3's V-JEPA rows also include the HF attentive
-  pooler, which jaxbgs does not train (V-JEPA 2 ViT-L at 64 x 256: 29.8 TF here, 34.1 TF there).
+  FLOPs count the backbone only, not the attentive pooler jaxbgs does not train (ViT-L 64x256: 29.8 TF).
 - Each family runs in its own child process so that peak-memory counters (JAX's cannot be reset)
   and allocator pools belong to that family alone. `--find-batch` first searches, per side in its
-  own process, the largest batch that fits (doubling, then bisection; full remat if nothing fits
-  with `--remat`), then measures both sides at the smaller of the two (halved while out of memory).
+  own process and for each remat policy the side has (JAX: `none`, the one that keeps attention's
+  results, `full`; PyTorch: none or per-block checkpointing), the largest batch that fits (doubling,
+  then bisection) and the clips/s it runs at, and keeps each side's fastest policy that fits; then
+  both sides are measured at the smaller of their batches (halved while out of memory).
 
 CPU (reduced: 2 blocks, 8 frames of 64 px, 2 trials = 6 clips, float32, XLA attention, 5 steps):
 
@@ -65,7 +66,7 @@ from torch_peer import SDPA_OPS, Remat, torch_embedding, torch_triplet
 from experiments import ARCHS  # the five BGS backbones
 from jaxbgs import lora as lora_lib
 from jaxbgs import losses
-from jaxbgs.models.layers import attention_kernel
+from jaxbgs.models.layers import REMAT_POLICIES, attention_kernel
 from jaxbgs.trainer.setup import NORMALISATION
 from jaxbgs.trainer.step import LossWeights, Trainer, make_optimizer
 
@@ -78,6 +79,7 @@ PAPER = {
     "clip": (12, 8, 224),
 }
 REDUCED = (2, 8, 64)
+ATTENTION_REMAT = "attention"  # the policy that keeps attention's results (no attention recompute)
 # Dense bf16 tensor peaks (performance.md §1.4), most specific name first; fp32 (TF32) is half.
 PEAKS = (("H200", 989.4e12), ("H100 PCIe", 756e12), ("H100", 989.4e12), ("A100", 312e12))
 WEIGHTS = LossWeights(alpha=1.0, use_triplet=True, use_rsa=False)
@@ -134,8 +136,9 @@ def is_oom(e: Exception) -> bool:
 class Bench:
     """One family on the requested sides: identical weights and adapters, one uint8 triplet batch."""
 
-    def __init__(self, arch: str, args, remat: str, sides=("jax", "torch")):
+    def __init__(self, arch: str, args, remat: str, sides=("jax", "torch"), torch_remat: str | None = None):
         self.arch, self.args, self.sides, self.remat = arch, args, sides, remat
+        self.torch_remat = remat if torch_remat is None else torch_remat
         self.layers, self.frames, self.size = args.shape[arch]
         with jax.default_device(jax.devices("cpu")[0]):  # built on the host: one device copy below
             fam, cfg, host_model, twin = build_pair(arch, self.layers, self.frames, self.size)
@@ -152,7 +155,7 @@ class Bench:
         self.dev = "cuda" if torch.cuda.is_available() else "cpu"
         if "torch" in sides:
             self.twin = twin.to(self.dev).train()  # no dropout in these configs; train() for checkpointing
-            if remat != "none":  # transformers' per-layer checkpointing, else our wrapper (V-JEPA 2.1)
+            if self.torch_remat != "none":  # transformers' per-layer checkpointing, else ours (V-JEPA 2.1)
                 if getattr(self.twin, "supports_gradient_checkpointing", False):
                     self.twin.activation_checkpointing_enable({"use_reentrant": False})
                 else:
@@ -229,9 +232,9 @@ class Bench:
         return kernel
 
 
-def measure(arch: str, args, batch: int, remat: str) -> dict:
+def measure(arch: str, args, batch: int, remat: str, torch_remat: str | None = None) -> dict:
     """Compile, warm up, then alternate timed blocks; one progress line per block."""
-    bench = Bench(arch, args, remat)
+    bench = Bench(arch, args, remat, torch_remat=torch_remat)
     bench.set_batch(batch)
     clips = 3 * batch
     if bench.dev == "cuda":
@@ -264,6 +267,7 @@ def measure(arch: str, args, batch: int, remat: str) -> dict:
         "batch_trials": batch,
         "dtype": args.dtype,
         "remat": remat,
+        "torch_remat": bench.torch_remat,
         "device": device,
         "nvidia_smi": smi,
         "flops_per_clip": flops,
@@ -316,16 +320,36 @@ def fits(bench: Bench, side: str, b: int) -> bool:
     return ok
 
 
+def remat_policies(side: str) -> tuple[str, ...]:
+    """What each side can choose: PyTorch recomputes a whole block or nothing."""
+    if side == "torch":
+        return ("none", "full")
+    return tuple(p for p in ("none", ATTENTION_REMAT, "full") if p in REMAT_POLICIES)
+
+
 def find_batch(arch: str, args, side: str) -> dict:
-    """The largest batch (trials) one side fits, with `--remat`, else with full remat."""
-    for remat in dict.fromkeys([args.remat, "full"]):
+    """Per remat policy, the largest batch (trials) this side fits and its clips/s there; the
+    fastest policy that fits is the side's choice (less recompute can beat a larger batch)."""
+    policies = {}
+    for remat in remat_policies(side):
         bench = Bench(arch, args, remat, sides=(side,))
         best = largest_batch(functools.partial(fits, bench, side), args.batch, args.max_batch)
+        rate = None
+        if best:
+            bench.set_batch(best)
+            bench.run(side, 1)
+            sec, _ = bench.run(side, 3)
+            rate = 3 * best / sec
+            bench.release()
+            print(f"[{arch}] {side:<5} remat {remat}: batch {best} at {rate:.2f} clips/s")
+        policies[remat] = {"max_batch": best, "clips_per_s": rate}
         del bench
         gc.collect()
-        if best:
-            return {"max_batch": best, "remat": remat}
-    return {"max_batch": 0, "remat": remat}
+    fitting = [r for r, v in policies.items() if v["max_batch"]]
+    if not fitting:
+        return {"max_batch": 0, "remat": "full", "policies": policies}
+    fastest = max(fitting, key=lambda r: policies[r]["clips_per_s"])
+    return {"max_batch": policies[fastest]["max_batch"], "remat": fastest, "policies": policies}
 
 
 def child(spec: dict) -> None:
@@ -342,7 +366,7 @@ def child(spec: dict) -> None:
         if spec["mode"] == "find":
             result = find_batch(spec["arch"], args, spec["side"])
         else:
-            result = measure(spec["arch"], args, spec["batch"], spec["remat"])
+            result = measure(spec["arch"], args, spec["batch"], spec["remat"], spec.get("torch_remat"))
     except Exception as e:
         if not is_oom(e):
             raise
@@ -390,7 +414,8 @@ def table(rows: list[dict]) -> str:
             mfu = "n/a" if s["mfu"] is None else f"{100 * s['mfu']:.1f} %"
             ratio = f"{r['jax_over_torch']:.2f}" if side == "jax" else ""
             lines.append(
-                f"| {r['arch']} | {name} | {shape} | {r['blocks']} | {r['dtype']} / {r['remat']} "
+                f"| {r['arch']} | {name} | {shape} | {r['blocks']} "
+                f"| {r['dtype']} / {r['remat'] if side == 'jax' else r.get('torch_remat', r['remat'])} "
                 f"| {1e3 * s['step_s']:.1f} | {s['clips_per_s']:.2f} | {ratio} "
                 f"| {gib(r['peak_bytes'][side])} "
                 f"| {r['flops_per_clip'] / 1e9:.1f} | {mfu} | {r['attention'][side]} |"
@@ -405,7 +430,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, help="override the number of blocks")
     p.add_argument("--batch", type=int, default=2, help="trials per step (3 clips each)")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), help="default: bfloat16 on GPU, else float32")
-    p.add_argument("--remat", choices=("none", "full", "dots", "dots_no_batch"), default="none")
+    p.add_argument("--remat", choices=tuple(REMAT_POLICIES), default="none", help="JAX side (PyTorch: full)")
     p.add_argument("--attention", choices=("xla", "cudnn"), help="JAX side; default: cudnn on GPU with bf16")
     p.add_argument("--reps", type=int, default=3, help="timed blocks per side (>= 3)")
     p.add_argument("--steps", type=int, help="steps per timed block (default: 10 on GPU, 5 on CPU)")
@@ -447,22 +472,21 @@ def main() -> None:
     print(f"{meta['command']}\n{meta['versions']}; GPU: {meta['nvidia_smi_at_start'] or 'none'}")
     rows = []
     for arch in args.arch:
-        batch, remat, found = args.batch, args.remat, None
+        batch, remat, torch_remat, found = args.batch, args.remat, args.remat, None
         if args.find_batch:
             found = {side: run_child("find", arch, args, side=side) for side in ("jax", "torch")}
             if any("error" in f for f in found.values()):
                 rows.append({"arch": arch, "error": "batch search failed", "find_batch": found})
                 continue
             batch = min(f["max_batch"] for f in found.values())
-            remat = "full" if any(f["remat"] == "full" for f in found.values()) else args.remat
+            remat, torch_remat = found["jax"]["remat"], found["torch"]["remat"]
             sizes = ", ".join(f"{k} {v['max_batch']} (remat {v['remat']})" for k, v in found.items())
-            print(f"[{arch}] largest batch (trials): {sizes}; measuring both at {batch}, remat {remat}")
-        row = (
-            run_child("measure", arch, args, batch=batch, remat=remat) if batch else {"error": "nothing fits"}
-        )
-        while args.find_batch and row.get("oom") and batch > 1:  # both sides' pools now share the GPU
-            batch //= 2
-            row = run_child("measure", arch, args, batch=batch, remat=remat)
+            print(f"[{arch}] fastest that fits (trials): {sizes}; measuring both at {batch}")
+        kw = dict(batch=batch, remat=remat, torch_remat=torch_remat)
+        row = run_child("measure", arch, args, **kw) if batch else {"error": "nothing fits"}
+        while args.find_batch and row.get("oom") and kw["batch"] > 1:  # both sides' pools share the GPU
+            kw["batch"] //= 2
+            row = run_child("measure", arch, args, **kw)
         rows.append({"arch": arch, **row, "find_batch": found})
         if args.json:
             write_json(args.json, {"meta": meta, "results": rows})
