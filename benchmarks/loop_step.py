@@ -44,16 +44,21 @@ def demo_case():
     return exp, data, trainer
 
 
-def vjepa2_case(layers: int, frames: int, size: int, batch: int, dtype: str):
+def vjepa2_case(layers: int, frames: int, size: int, batch: int, dtype: str, remat: str):
     exp = dataclasses.replace(
-        experiments.get("vjepa"), frames=frames, size=size, batch_trials=batch, dtype=dtype, remat="none",
+        experiments.get("vjepa"), frames=frames, size=size, batch_trials=batch, dtype=dtype, remat=remat,
         loss="triplet",
     )  # fmt: skip
     demo = procedural.make_demo(120, 24, frames=2, size=16, seed=0, repeats=(2, 3))
     clips = np.random.default_rng(0).integers(0, 256, (120, frames, size, size, 3), dtype=np.uint8)
     data = setup.split_data(exp, clips, demo.train_ids, demo.test_ids, demo.train, demo.test)
     cfg = vjepa2.Config.variant(
-        "vit_large", num_hidden_layers=layers, crop_size=size, frames_per_clip=frames, dtype=dtype
+        "vit_large",
+        num_hidden_layers=layers,
+        crop_size=size,
+        frames_per_clip=frames,
+        dtype=dtype,
+        remat=remat,
     )
     model = vjepa2.Model(cfg, lora=setup.lora_config(exp), rngs=nnx.Rngs(0))
     mean, std = setup.NORMALISATION["vjepa2"]
@@ -117,9 +122,9 @@ def run(case: str, args) -> dict:
     if case == "demo":
         exp, data, trainer = demo_case()
     else:
-        exp, data, trainer = vjepa2_case(
-            args.layers or 2, args.frames, args.size, args.batch, args.dtype or "float32"
-        )
+        layers, frames, size = args.shape["vjepa2"]
+        dtype = args.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
+        exp, data, trainer = vjepa2_case(layers, frames, size, args.batch, dtype, args.remat)
     exp_info = {"frames": exp.frames, "size": exp.size, "batch_trials": exp.batch_trials, "dtype": exp.dtype}
     warmup, steps = args.loop_warmup, args.loop_steps
     row = measure(exp, data, trainer, warmup=warmup, steps=steps, log_every=exp.log_every, reps=args.reps)

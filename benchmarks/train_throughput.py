@@ -448,10 +448,11 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress lines through a pipe, in order with children
     if args.child:
         return child(json.loads(args.child))
+    shapes = PAPER if args.paper else dict.fromkeys(ARCHS, REDUCED)
+    args.shape = {a: (args.layers or s[0], *s[1:]) for a, s in shapes.items()}
     if args.loop:
         import loop_step
 
-        args.frames, args.size = REDUCED[1:]
         rows = [loop_step.run(case, args) for case in args.loop]
         print(loop_step.table(rows))
         if args.json:
@@ -459,8 +460,6 @@ def main() -> None:
                 args.json, {"command": " ".join(sys.argv), "versions": jax.__version__, "results": rows}
             )
         return None
-    shapes = PAPER if args.paper else dict.fromkeys(ARCHS, REDUCED)
-    args.shape = {a: (args.layers or s[0], *s[1:]) for a, s in shapes.items()}
     meta = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
