@@ -11,17 +11,41 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, TrainableParam
 from jaxbgs.sharding import constrain
 from jaxbgs.stacked import Stack
 
+# Names `attention` gives its inputs (q, k, v) and its output, for `jax.checkpoint` policies.
+ATTENTION_INPUTS, ATTENTION_OUT = "attention_inputs", "attention_out"
+# cuDNN's fused forward as JAX traces it; its outputs are the attention and the softmax statistics.
+CUDNN_FORWARD = ("dot_product_attention_fwd_wrapper", "dot_product_attention_fwd")
+
+
+def _attention_saveable(prim, *_, **params) -> bool:
+    """What attention computes in its forward: the batched matmuls of the XLA path (q k^T, weights v:
+    the only dot_generals with batch dimensions in these models; projections have none), cuDNN's
+    fused forward, and the named output. The backward then recomputes the linear-cost rest of the
+    block (norms, projections, MLP) but no O(N^2) matmul or fused kernel. On the XLA path this keeps
+    the (B, heads, N, N) logits per block; cuDNN keeps only its output and (B, heads, N) statistics."""
+    if prim.name in CUDNN_FORWARD:
+        return True
+    if prim.name == "dot_general":
+        (_, _), (lhs_batch, rhs_batch) = params["dimension_numbers"]
+        return bool(lhs_batch or rhs_batch)
+    return False
+
+
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_saveable,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "attention": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT), _attention_saveable
+    ),
 }
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 # "auto": cuDNN's fused flash kernel where it runs (an NVIDIA GPU, half-precision compute, a shape it
@@ -38,7 +62,7 @@ class BackboneConfig:
     """Run-time options shared by all families (architecture fields live in each subclass).
 
     `dtype` is the compute dtype (parameters stay float32); `remat` picks a per-block
-    `jax.checkpoint` policy; `scan` runs the stacked
+    `jax.checkpoint` policy (`attention`: recompute all but attention); `scan` runs the stacked
     blocks as one `jax.lax.scan` (False: unrolled, same numbers, compile time growing with depth);
     `attention` picks the `jax.nn.dot_product_attention` kernel (`auto`: cuDNN on a GPU in half
     precision); `pool` picks the clip embedding; `head_dim` adds a trainable linear head.
@@ -159,12 +183,14 @@ def fused_attention(q, k, v, *, implementation: str = "auto", **kw):
     falls back to XLA, so the compiled step holds one kernel or the other; an input error the XLA
     path shares is raised there."""
     kernel = attention_kernel(implementation, q.dtype)
+    q, k, v = (checkpoint_name(t, ATTENTION_INPUTS) for t in (q, k, v))
     if kernel == "cudnn" and implementation == "auto":
         try:
-            return jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kw)
+            out = jax.nn.dot_product_attention(q, k, v, implementation="cudnn", **kw)
+            return checkpoint_name(out, ATTENTION_OUT)
         except (NotImplementedError, ValueError):
             kernel = "xla"
-    return jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw)
+    return checkpoint_name(jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw), ATTENTION_OUT)
 
 
 def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weights: bool = False):
@@ -176,12 +202,14 @@ def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weight
     with cuDNN's flash kernel where `implementation` asks for it (see `attention_kernel`).
     """
     if return_weights or q.dtype == jnp.float64:
+        q, k, v = (checkpoint_name(t, ATTENTION_INPUTS) for t in (q, k, v))
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
         if bias is not None:
             logits = logits + bias
         weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
         weights = weights.astype(q.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), (weights if return_weights else None)
+        out = checkpoint_name(jnp.einsum("bhqk,bkhd->bqhd", weights, v), ATTENTION_OUT)
+        return out, (weights if return_weights else None)
     return fused_attention(q, k, v, bias=bias, implementation=implementation), None
 
 
