@@ -3,7 +3,9 @@ reading PyTorch checkpoints, and the on-disk Flax format.
 
 A Flax checkpoint directory holds
 - `jaxbgs_config.json`: arch, model config, LoRA config, the source's HF `config.json`, provenance;
-- `params/`: an orbax checkpoint of every `nnx.Param` (base, adapters, heads);
+- `params/`: an orbax checkpoint of every `nnx.Param` (base, adapters, heads), the parameters of
+  repeated blocks stacked on a leading layer axis (`blocks.layer.attn.qkv.kernel`, (L, ...)) since
+  FORMAT 2; FORMAT 1 held one entry per layer (`blocks.3.attn.qkv.kernel`) and is read by stacking;
 - `passthrough.safetensors` (optional): source tensors the Flax model does not use but an export
   must give back (e.g. the V-JEPA 2 predictor), stored untouched.
 Every write goes to a temporary sibling renamed at the end, so a failure leaves nothing behind.
@@ -17,14 +19,17 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
 from flax import nnx
 
+from jaxbgs import stacked
 from jaxbgs.errors import InputError
 from jaxbgs.files import atomic_path
 from jaxbgs.lora import LoRAConfig, TrainableParam
 
-FORMAT = 1
+FORMAT = 2  # 2: stacked blocks (1: one entry per layer, still read)
+READABLE = (1, 2)
 CONFIG_FILE = "jaxbgs_config.json"
 PASSTHROUGH = "passthrough.safetensors"
 
@@ -205,28 +210,48 @@ def _dotted(path) -> str:
 
 
 def flat_params(model: nnx.Module, kind=nnx.Param) -> dict[str, np.ndarray]:
-    """Dotted-path -> array for every variable of `kind`."""
-    return {_dotted(k): np.asarray(v[...]) for k, v in nnx.to_flat_state(nnx.state(model, kind))}
+    """Dotted-path -> array for every variable of `kind`, stacked layers one key per layer
+    (`blocks.3.attn.qkv.kernel`; see `jaxbgs.stacked`): the names key maps and exports use."""
+    out, arrays = {}, {}
+    for path, var, layer in stacked.flat(model, kind):
+        value = arrays.setdefault(id(var), np.asarray(var[...]))
+        out[_dotted(path)] = value if layer is None else value[layer]
+    return out
 
 
-def base_shapes(model: nnx.Module) -> dict[str, tuple]:
-    """Shapes of the frozen base parameters: what a PyTorch checkpoint must fill."""
+def param_shapes(model: nnx.Module, kind=nnx.Param) -> dict[str, tuple]:
+    """Dotted-path -> shape of every variable of `kind`, per layer as `flat_params` names them."""
     return {
-        _dotted(k): tuple(v.shape)
-        for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
-        if not isinstance(v, TrainableParam)
+        _dotted(path): tuple(var.shape[1:] if layer is not None else var.shape)
+        for path, var, layer in stacked.flat(model, kind)
     }
 
 
+def base_shapes(model: nnx.Module) -> dict[str, tuple]:
+    """Shapes of the frozen base parameters, per layer: what a PyTorch checkpoint must fill."""
+    return param_shapes(model, nnx.All(nnx.Param, nnx.Not(TrainableParam)))
+
+
 def assign(model: nnx.Module, params: dict[str, np.ndarray]) -> nnx.Module:
-    """Write dotted-path arrays into the model's variables (dtype of the variable kept)."""
-    state = nnx.state(model, nnx.Param)
-    flat = dict(nnx.to_flat_state(state))
-    index = {_dotted(k): k for k in flat}
+    """Write dotted-path arrays (per-layer names, as `flat_params` gives them) into the model's
+    variables, in the variable's dtype; the layers of a stacked variable are gathered along axis 0."""
+    index = {_dotted(path): (var, layer) for path, var, layer in stacked.flat(model, nnx.Param)}
+    rows: dict[int, tuple[nnx.Variable, dict[int, np.ndarray]]] = {}
     for key, value in params.items():
-        var = flat[index[key]]
-        var[...] = np.asarray(value, dtype=var[...].dtype)
-    nnx.update(model, nnx.from_flat_state(flat))
+        var, layer = index[key]
+        if layer is None:
+            var[...] = np.asarray(value, dtype=var[...].dtype)
+        else:
+            rows.setdefault(id(var), (var, {}))[1][layer] = value
+    for var, layers in rows.values():
+        dtype = var[...].dtype
+        if len(layers) == var.shape[0]:
+            var[...] = np.stack([np.asarray(layers[i], dtype=dtype) for i in range(var.shape[0])])
+        else:
+            whole = np.array(var[...])
+            for i, value in layers.items():
+                whole[i] = np.asarray(value, dtype=dtype)
+            var[...] = whole
     return model
 
 
@@ -374,8 +399,7 @@ def save(
     return dst
 
 
-def read_meta(src: str | Path) -> Meta:
-    src = Path(src)
+def _read_meta(src: Path) -> tuple[Meta, int]:
     cfg_file = src / CONFIG_FILE
     if not cfg_file.is_file():
         raise InputError(
@@ -388,28 +412,63 @@ def read_meta(src: str | Path) -> Meta:
         fmt = d.pop("format", None)
     except (ValueError, AttributeError) as e:
         raise InputError(f"unreadable ({e})", file=cfg_file, fix="convert the checkpoint again") from None
-    if fmt != FORMAT:
-        raise InputError(f"unsupported checkpoint format (expected {FORMAT})", file=cfg_file)
+    if fmt not in READABLE:
+        raise InputError(
+            f"unsupported checkpoint format {fmt!r} (this version reads {list(READABLE)})",
+            file=cfg_file, fix="convert the checkpoint again with this version",
+        )  # fmt: skip
     fields = {f.name for f in dataclasses.fields(Meta)}
     if set(d) - fields or "arch" not in d or "config" not in d:
         raise InputError(
             f"unexpected keys {sorted(set(d) - fields)} or missing arch/config", file=cfg_file,
             fix="convert the checkpoint again with this version",
         )  # fmt: skip
-    return Meta(**d)
+    return Meta(**d), fmt
+
+
+def read_meta(src: str | Path) -> Meta:
+    return _read_meta(Path(src))[0]
+
+
+def _restore_per_layer(ckpt, src: Path, model: nnx.Module) -> None:
+    """A FORMAT 1 `params/` (one entry per layer, the names `flat_params` gives) into `model`,
+    strictly: every parameter present, nothing else, the same shapes."""
+    restored = ckpt.restore(src / "params")
+    flat = {
+        _dotted(p.key for p in k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(restored)
+    }
+    expected = param_shapes(model)
+    problems = [f"missing {_listing(set(expected) - set(flat))}"] if set(expected) - set(flat) else []
+    if unknown := set(flat) - set(expected):
+        problems.append(f"unexpected {_listing(unknown)}")
+    if bad := [k for k in set(flat) & set(expected) if flat[k].shape != expected[k]]:
+        problems.append(f"shape mismatch at {_listing(bad)}")
+    if problems:
+        raise InputError(
+            "FORMAT 1 parameters do not match the config: " + "; ".join(problems),
+            file=src / "params",
+            fix="convert the checkpoint again from its PyTorch source with this version",
+        )
+    assign(model, flat)
 
 
 def load(src: str | Path) -> tuple[nnx.Module, Meta]:
-    """Rebuild the Flax model from a checkpoint directory written by `save`."""
+    """Rebuild the Flax model from a checkpoint directory written by `save` (FORMAT 2), or by an
+    earlier version (FORMAT 1: its per-layer parameters are stacked on the way in)."""
     import orbax.checkpoint as ocp
 
     src = Path(src).absolute()
-    meta = read_meta(src)
+    meta, fmt = _read_meta(src)
     model = build(meta)
     state = nnx.state(model, nnx.Param)
     with ocp.StandardCheckpointer() as ckpt:
         try:
+            if fmt == 1:
+                _restore_per_layer(ckpt, src, model)
+                return model, meta
             restored = ckpt.restore(src / "params", nnx.to_pure_dict(state))
+        except InputError:
+            raise
         except Exception as e:
             raise InputError(
                 f"cannot restore parameters ({type(e).__name__}: {str(e)[:300]})",

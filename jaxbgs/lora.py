@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxbgs import stacked
 from jaxbgs.errors import InputError
 
 # Groups of linear layers an adapter may target; each model tags its layers with one of these.
@@ -140,6 +141,7 @@ class Dense(nnx.Module):
         return y
 
     def delta(self):
+        """A @ B * scale: (in, out), or (L, in, out) for stacked layers ((L, in, r) @ (L, r, out))."""
         return self.lora_a[...] @ self.lora_b[...] * self.scale
 
     def merge(self):
@@ -153,13 +155,67 @@ class Dense(nnx.Module):
             self.merged = False
 
 
-def adapters(model: nnx.Module) -> list[tuple[tuple, Dense]]:
-    """(graph path, layer) of every Dense that carries an adapter, in model order."""
-    return [(path, m) for path, m in nnx.iter_graph(model) if isinstance(m, Dense) and m.has_lora]
+class _Rows:
+    """Layer `index` of a stacked variable: `[...]` reads and writes that layer only."""
+
+    def __init__(self, var: nnx.Variable, index: int):
+        self.var, self.index = var, index
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.var.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.var.dtype
+
+    def __getitem__(self, idx):
+        return self.var[...][self.index][idx]
+
+    def __setitem__(self, idx, value):
+        idx = (self.index, *(idx if isinstance(idx, tuple) else (idx,)))
+        whole = jnp.asarray(self.var[...])
+        self.var[...] = whole.at[idx].set(jnp.asarray(value, whole.dtype))
 
 
-def _dense_layers(model: nnx.Module):
-    return [m for _, m in adapters(model)]
+class LayerView:
+    """One layer of a `Dense` whose parameters are stacked over layers (`jaxbgs.stacked.Stack`),
+    with the attributes of a `Dense` that PEFT export and per-layer edits use."""
+
+    def __init__(self, dense: Dense, index: int):
+        self.dense, self.index = dense, index
+        self.kernel, self.lora_a, self.lora_b = (
+            _Rows(v, index) for v in (dense.kernel, dense.lora_a, dense.lora_b)
+        )
+        self.bias = _Rows(dense.bias, index) if dense.bias is not None else None
+        self.scale, self.merged, self.has_lora = dense.scale, dense.merged, dense.has_lora
+
+    def delta(self):
+        return self.lora_a[...] @ self.lora_b[...] * self.scale
+
+
+def adapters(model: nnx.Module) -> list[tuple[tuple, Dense | LayerView]]:
+    """(graph path, layer) of every adapted linear layer, in model order. A stacked `Dense` counts
+    once per layer, at the path a list of blocks would give it (`blocks.3.attn.qkv`), as a
+    `LayerView`: PEFT names and tools address adapters one layer at a time."""
+    found = stacked.stacks(model)
+    out, per_stack = [], {}
+    for path, m in nnx.iter_graph(model):
+        if isinstance(m, Dense) and m.has_lora:
+            hit = stacked.locate(tuple(path), found)
+            if hit is None:
+                out.append((tuple(path), m))
+            else:
+                per_stack.setdefault(hit[0], []).append((hit[1], m))
+    for root, layers in per_stack.items():
+        for i in range(found[root].depth):
+            out += [((*root, i, *rest), LayerView(m, i)) for rest, m in layers]
+    return out
+
+
+def _dense_layers(model: nnx.Module) -> list[Dense]:
+    """Every adapted `Dense` once (a stacked one merges all its layers at once)."""
+    return [m for _, m in nnx.iter_graph(model) if isinstance(m, Dense) and m.has_lora]
 
 
 def merge(model: nnx.Module) -> nnx.Module:
@@ -177,7 +233,7 @@ def unmerge(model: nnx.Module) -> nnx.Module:
 
 
 def adapter_paths(model: nnx.Module) -> list[tuple]:
-    """Graph paths of the Dense layers that carry an adapter, in model order."""
+    """Graph paths of the adapted layers, one per layer (see `adapters`), in model order."""
     return [path for path, _ in adapters(model)]
 
 

@@ -25,13 +25,16 @@ from jaxbgs.errors import InputError
 AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axes (a tuple shards over their product). Activations: "batch"; weights: the
-# rest. LoRA rank stays whole: adapters are tiny and their optimiser state follows them.
+# rest. LoRA rank stays whole: adapters are tiny and their optimiser state follows them. "layers",
+# the leading axis of stacked blocks (`jaxbgs.stacked`), stays whole: the scan reads one layer per
+# step, and the layer's own dimensions are sharded as an unstacked layer's would be.
 RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("mlp", "tensor"),
     ("lora", None),
+    ("layers", None),
 )
 
 

@@ -157,8 +157,9 @@ def main(out: Path) -> None:
             for a, b in zip(jax.tree.leaves(restored["trainable"]), jax.tree.leaves(trainable), strict=True)
         ),
     }
-    # Where things live on 2x4x1: the frozen fc1 kernel split by fsdp, a batch split 8 ways.
-    fc1 = target.rest["blocks"][0]["mlp"]["fc1"]["kernel"].get_value()
+    # Where things live on 2x4x1: the frozen fc1 kernels (stacked over layers) split by fsdp, a batch
+    # split 8 ways.
+    fc1 = target.rest["blocks"]["layer"]["mlp"]["fc1"]["kernel"].get_value()
     placed = target.place({"trial_clips": batches[0]["trial_clips"]})["trial_clips"]
     results["placement"] = {
         "fc1_spec": str(fc1.sharding.spec),

@@ -32,6 +32,8 @@ def test_rules_map_logical_names_and_fall_back_to_replicated():
     # A mesh axis is used once per array: the second "embed" stays whole.
     assert sharding.spec(("embed", "embed"), (48, 48), SIZES) == P("fsdp", None)
     assert sharding.spec(("embed", "mlp"), (48, 96), {"data": 8, "fsdp": 1, "tensor": 1}) == P(None, None)
+    # Stacked blocks: the layer axis stays whole, a layer's own dimensions shard as before.
+    assert sharding.spec(("layers", "embed", "mlp"), (4, 48, 96), SIZES) == P(None, "fsdp", "tensor")
 
 
 def test_mesh_config_resolves_the_rest_and_names_bad_shapes():
@@ -86,9 +88,9 @@ def test_socialfusion_joint_training_is_the_same_on_every_mesh(eight_devices):
 
 
 def test_frozen_weights_and_batches_are_split(eight_devices):
-    p = eight_devices["placement"]  # mesh data 2 x fsdp 4
-    assert p["fc1_spec"] == "P('fsdp', None)"
-    assert p["fc1_shard"] == [p["fc1_shape"][0] // 4, p["fc1_shape"][1]]
+    p = eight_devices["placement"]  # mesh data 2 x fsdp 4; fc1 kernels stacked (layers, embed, mlp)
+    assert p["fc1_spec"] == "P(None, 'fsdp', None)"
+    assert p["fc1_shard"] == [p["fc1_shape"][0], p["fc1_shape"][1] // 4, p["fc1_shape"][2]]
     assert p["batch_shard"][0] == 24 // 8
 
 
@@ -129,7 +131,7 @@ def test_two_processes_train_like_one(tmp_path):
     )
     ref, got = ckpt.restore(path["one"], target), ckpt.restore(path["two"], target)
     leaves = list(zip(jax.tree.leaves(ref["trainable"]), jax.tree.leaves(got["trainable"]), strict=True))
-    assert len(leaves) == 48
+    assert sum(len(a) for a, _ in leaves) == 48  # 4 layers of 12 adapter factors, stacked (layers, ...)
     for a, b in leaves:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert any(np.abs(np.asarray(a)).max() > 0 for a, _ in leaves[1::2])  # lora_b moved from zero

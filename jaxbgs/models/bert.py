@@ -119,7 +119,7 @@ class Model(nnx.Module):
     def __init__(self, cfg: Config, *, lora: LoRAConfig | None = None, rngs: nnx.Rngs):
         self.cfg, self.lora = cfg, lora
         self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.blocks = layers.Stack(lambda r: Block(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         d = cfg.hidden_size
         self.pooler = Dense(d, d, dtype=cfg.compute_dtype, rngs=rngs) if cfg.add_pooling_layer else None
         self.head = layers.make_head(cfg, d, rngs=rngs)

@@ -176,8 +176,8 @@ class Model(nnx.Module):
         d, dt = cfg.hidden_size, cfg.compute_dtype
         self.embeddings = Embeddings(cfg, rngs=rngs)
         self.pre_layrnorm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
-        self.layers = nnx.List(
-            [EncoderLayer(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
+        self.layers = layers.Stack(
+            lambda r: EncoderLayer(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs
         )
         self.post_layernorm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         self.visual_projection = (

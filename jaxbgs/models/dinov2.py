@@ -242,7 +242,7 @@ class Model(nnx.Module):
     def __init__(self, cfg: Config, *, lora: LoRAConfig | None = None, rngs: nnx.Rngs):
         self.cfg, self.lora = cfg, lora
         self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List([Layer(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.layers = layers.Stack(lambda r: Layer(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         self.layernorm = layers.layer_norm(
             cfg.hidden_size, cfg.layer_norm_eps, dtype=cfg.compute_dtype, rngs=rngs
         )

@@ -1,5 +1,6 @@
 """Pieces shared by every backbone: the common config fields, output type, attention, norms, MLP,
-projection head and remat policies. Each family file composes these into its own encoder."""
+projection head, remat policies and the scan over stacked blocks. Each family file composes these
+into its own encoder."""
 
 from __future__ import annotations
 
@@ -12,16 +13,41 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
+from jax.ad_checkpoint import checkpoint_name
 
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, TrainableParam
 from jaxbgs.sharding import constrain
+from jaxbgs.stacked import Stack
+
+# Names `attention` gives its inputs (q, k, v) and its output, for `jax.checkpoint` policies.
+ATTENTION_INPUTS, ATTENTION_OUT = "attention_inputs", "attention_out"
+# cuDNN's fused forward as JAX traces it; its outputs are the attention and the softmax statistics.
+CUDNN_FORWARD = ("dot_product_attention_fwd_wrapper", "dot_product_attention_fwd")
+
+
+def _attention_saveable(prim, *_, **params) -> bool:
+    """What attention computes in its forward: the batched matmuls of the XLA path (q k^T, weights v:
+    the only dot_generals with batch dimensions in these models; projections have none), cuDNN's
+    fused forward, and the named output. The backward then recomputes the linear-cost rest of the
+    block (norms, projections, MLP) but no O(N^2) matmul or fused kernel. On the XLA path this keeps
+    the (B, heads, N, N) logits per block; cuDNN keeps only its output and (B, heads, N) statistics."""
+    if prim.name in CUDNN_FORWARD:
+        return True
+    if prim.name == "dot_general":
+        (_, _), (lhs_batch, rhs_batch) = params["dimension_numbers"]
+        return bool(lhs_batch or rhs_batch)
+    return False
+
 
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_saveable,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "attention": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT), _attention_saveable
+    ),
 }
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 # "auto": cuDNN's fused flash kernel where it runs (an NVIDIA GPU, half-precision compute, a shape it
@@ -38,13 +64,15 @@ class BackboneConfig:
     """Run-time options shared by all families (architecture fields live in each subclass).
 
     `dtype` is the compute dtype (parameters stay float32); `remat` picks a per-block
-    `jax.checkpoint` policy; `attention` picks the `jax.nn.dot_product_attention` kernel (`auto`:
-    cuDNN on a GPU in half precision); `pool` picks the clip embedding; `head_dim` adds a trainable
-    linear head.
+    `jax.checkpoint` policy (`attention`: recompute all but attention); `scan` runs the stacked
+    blocks as one `jax.lax.scan` (False: unrolled, same numbers, compile time growing with depth);
+    `attention` picks the `jax.nn.dot_product_attention` kernel (`auto`: cuDNN on a GPU in half
+    precision); `pool` picks the clip embedding; `head_dim` adds a trainable linear head.
     """
 
     dtype: str = "float32"
     remat: str = "none"
+    scan: bool = True
     attention: str = "auto"
     pool: str = "mean"
     head_dim: int | None = None
@@ -195,6 +223,7 @@ def fused_attention(q, k, v, *, implementation: str = "auto", **kw):
     kernel = attention_kernel(implementation, q.dtype)
     if implementation == "auto" and _FORCE_XLA.get():
         kernel = "xla"
+    q, k, v = (checkpoint_name(t, ATTENTION_INPUTS) for t in (q, k, v))
     out = None
     if kernel == "cudnn" and implementation == "auto":
         try:
@@ -205,7 +234,7 @@ def fused_attention(q, k, v, *, implementation: str = "auto", **kw):
         out = jax.nn.dot_product_attention(q, k, v, implementation=kernel, **kw)
     if (calls := _RECORD.get()) is not None:
         calls.append(AttentionCall(tuple(q.shape), jnp.dtype(q.dtype).name, kernel, implementation))
-    return out
+    return checkpoint_name(out, ATTENTION_OUT)
 
 
 def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weights: bool = False):
@@ -217,12 +246,14 @@ def attention(q, k, v, *, bias=None, implementation: str = "auto", return_weight
     with cuDNN's flash kernel where `implementation` asks for it (see `attention_kernel`).
     """
     if return_weights or q.dtype == jnp.float64:
+        q, k, v = (checkpoint_name(t, ATTENTION_INPUTS) for t in (q, k, v))
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
         if bias is not None:
             logits = logits + bias
         weights = jax.nn.softmax(logits.astype(jnp.promote_types(q.dtype, jnp.float32)), axis=-1)
         weights = weights.astype(q.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v), (weights if return_weights else None)
+        out = checkpoint_name(jnp.einsum("bhqk,bkhd->bqhd", weights, v), ATTENTION_OUT)
+        return out, (weights if return_weights else None)
     return fused_attention(q, k, v, bias=bias, implementation=implementation), None
 
 
@@ -316,33 +347,44 @@ def make_head(cfg: BackboneConfig, dim: int, *, rngs: nnx.Rngs) -> ProjectionHea
     )
 
 
-def remat_call(block, x, policy, kw, *, method: str = "__call__"):
-    """`jax.checkpoint` over one block (its `method`), functionally: split, merge inside, hand the RNG
-    state back (dropout keys advance as without remat). `x` may be a pytree."""
-    graphdef, params, rest = nnx.split(block, nnx.Param, ...)
+def run_blocks(
+    blocks: Stack, x, cfg, *, output_attentions: bool = False, method: str = "__call__",
+    collect: bool = True, **kw,
+):  # fmt: skip
+    """Apply stacked blocks in order: one `jax.lax.scan` over the layer axis, or (`cfg.scan=False`) a
+    Python loop over layer slices, for debugging and the compile-time benchmark; both run the same
+    body and agree up to float32 rounding (XLA fuses a loop body and its unrolled copies each its own
+    way). Under `cfg.remat` the body is a `jax.checkpoint` with that policy
+    (not with `output_attentions`: the maps are for analysis, not training). The blocks' RNG state
+    (dropout streams) is carried from layer to layer, so each layer draws its own keys.
 
-    def f(params, rest, h):
-        b = nnx.merge(graphdef, params, rest)
-        return getattr(b, method)(h, **kw)[0], nnx.state(b, nnx.RngState)
+    `x` may be a pytree (`llama.Model.prefixed`: prefixes and rows); `method` names the block's
+    method, called as `method(x, **kw)` -> (x, attention weights or None). Returns (x, hidden states:
+    the input then every block's output, or None without `collect`, per-block attentions or None).
+    """
+    graphdef, rng, params = nnx.split(blocks.layer, nnx.RngState, ...)
+    extra = {"output_attentions": True} if output_attentions else {}
 
-    y, rng = jax.checkpoint(f, policy=policy)(params, rest, x)
-    nnx.update(block, rng)
-    return y
+    def body(carry, layer_params):
+        h, rng = carry
+        block = nnx.merge(graphdef, rng, layer_params)
+        y, weights = getattr(block, method)(h, **extra, **kw)
+        y = jax.tree.map(lambda v: constrain(v, ("batch",) + (None,) * (v.ndim - 1)), y)
+        return (y, nnx.state(block, nnx.RngState)), (y if collect else None, weights)
 
-
-def run_blocks(blocks, x, cfg: BackboneConfig, *, output_attentions: bool = False, **kw):
-    """Apply blocks in order under the configured remat policy; collect states and attentions."""
-    hidden, attns = [x], []
-    policy = REMAT_POLICIES[cfg.remat]
-    for block in blocks:
-        if cfg.remat == "none" or output_attentions:
-            x, a = block(x, output_attentions=output_attentions, **kw)
-        else:
-            x, a = remat_call(block, x, policy, kw), None
-        x = constrain(x, ("batch",) + (None,) * (x.ndim - 1))
-        hidden.append(x)
-        attns.append(a)
-    return x, tuple(hidden), (tuple(attns) if output_attentions else None)
+    if cfg.remat != "none" and not output_attentions:
+        body = jax.checkpoint(body, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan)
+    if cfg.scan:
+        (y, rng), ys = jax.lax.scan(body, (x, rng), params)
+        per_layer = [jax.tree.map(lambda v, i=i: v[i], ys) for i in range(blocks.depth)]
+    else:
+        y, per_layer = x, []
+        for i in range(blocks.depth):
+            (y, rng), out = body((y, rng), jax.tree.map(lambda v, i=i: v[i], params))
+            per_layer.append(out)
+    nnx.update(blocks.layer, rng)
+    hidden = (x, *(o[0] for o in per_layer)) if collect else None
+    return y, hidden, (tuple(o[1] for o in per_layer) if output_attentions else None)
 
 
 def pool_tokens(tokens, pool: str, *, has_cls: bool):

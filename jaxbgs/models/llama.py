@@ -27,7 +27,6 @@ from flax import nnx, struct
 from jaxbgs.errors import InputError
 from jaxbgs.lora import Dense, LoRAConfig
 from jaxbgs.models import layers
-from jaxbgs.sharding import constrain
 
 HF_ID = "meta-llama/Llama-3.2-1B"
 # No float64: the fused attention takes its softmax in float32, so it would not be a reference.
@@ -57,7 +56,9 @@ class RopeScaling:
 class Config:
     """Architecture fields named as in transformers `LlamaConfig`; defaults are Llama-3.2-1B's
     config.json. `dtype` is the compute dtype (parameters stay float32), `remat` a per-block
-    `jax.checkpoint` policy and `attention` the kernel choice of `layers.attention_kernel`."""
+    `jax.checkpoint` policy, `scan` whether the stacked layers run as one `jax.lax.scan` (False:
+    unrolled, as `layers.BackboneConfig.scan`) and `attention` the kernel choice of
+    `layers.attention_kernel`."""
 
     vocab_size: int = 128256
     hidden_size: int = 2048
@@ -73,6 +74,7 @@ class Config:
     tie_word_embeddings: bool = True
     dtype: str = "float32"
     remat: str = "none"
+    scan: bool = True
     attention: str = "auto"
 
     def __post_init__(self):
@@ -285,8 +287,8 @@ class Model(nnx.Module):
         d = cfg.hidden_size
         init = nnx.initializers.normal(0.02)  # transformers' initializer_range
         self.embed_tokens = nnx.Param(init(rngs.params(), (cfg.vocab_size, d)), axes=("vocab", "embed"))
-        self.layers = nnx.List(
-            [DecoderLayer(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
+        self.layers = layers.Stack(
+            lambda r: DecoderLayer(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs
         )
         self.norm = RMSNorm(d, cfg.rms_norm_eps)
         # Tied (Llama 3.2): the logits reuse `embed_tokens` and, as in the checkpoint, no head exists.
@@ -344,7 +346,9 @@ class Model(nnx.Module):
             if mask.shape != (b, n):
                 raise InputError(f"mask has shape {mask.shape}, the input ({b}, {n})", where="mask")
             mask = mask.astype(bool)[:, None, None, :]
-        x, hidden, _ = layers.run_blocks(self.layers, x, cfg, cos=cos, sin=sin, mask=mask)
+        x, hidden, _ = layers.run_blocks(
+            self.layers, x, cfg, collect=output_hidden_states, cos=cos, sin=sin, mask=mask
+        )
         h = self.norm(x)
         states = hidden[:-1] + (h,) if output_hidden_states else None
         return CausalLMOutput(logits=self.logits(h), hidden=h, hidden_states=states)
@@ -377,14 +381,8 @@ class Model(nnx.Module):
         causal = jnp.broadcast_to(jnp.tril(jnp.ones((n, n), bool)), (b, 1, n, n))
         mask_s = jnp.concatenate([jnp.broadcast_to(pmask[index][:, None, None, :], (b, 1, n, p)), causal], -1)
         kw = dict(rope_p=rope_p, rope_s=rope_s, mask_p=pmask[:, None, None, :], mask_s=mask_s, index=index)
-        x = (xp, xs)
-        for block in self.layers:
-            if cfg.remat == "none":
-                x, _ = block.prefixed(x, **kw)
-            else:
-                x = layers.remat_call(block, x, layers.REMAT_POLICIES[cfg.remat], kw, method="prefixed")
-            x = tuple(constrain(v, ("batch", None, None)) for v in x)
-        h = self.norm(x[1])
+        (_, xs), _, _ = layers.run_blocks(self.layers, (xp, xs), cfg, method="prefixed", collect=False, **kw)
+        h = self.norm(xs)
         return CausalLMOutput(logits=self.logits(h[:, -1:]), hidden=h)
 
 

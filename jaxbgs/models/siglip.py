@@ -196,8 +196,8 @@ class Model(nnx.Module):
         self.cfg, self.lora = cfg, lora
         d, dt = cfg.hidden_size, cfg.compute_dtype
         self.embeddings = Embeddings(cfg, rngs=rngs)
-        self.layers = nnx.List(
-            [EncoderLayer(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)]
+        self.layers = layers.Stack(
+            lambda r: EncoderLayer(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs
         )
         self.post_layernorm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         # transformers calls it `head`; here `head` is the trainable projection every family has.

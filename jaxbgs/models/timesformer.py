@@ -146,7 +146,7 @@ class Model(nnx.Module):
         self.cls_token = nnx.Param(init(rngs.params(), (1, 1, d)))
         self.pos_embed = nnx.Param(init(rngs.params(), (1, cfg.grid**2 + 1, d)))
         self.time_embed = nnx.Param(jnp.zeros((1, cfg.num_frames, d)))
-        self.blocks = nnx.List([Block(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.blocks = layers.Stack(lambda r: Block(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         self.norm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         self.head = layers.make_head(cfg, d, rngs=rngs)
 

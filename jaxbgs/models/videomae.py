@@ -158,7 +158,7 @@ class Model(nnx.Module):
         self.patch_embed = layers.PatchEmbed(
             cfg.num_channels, d, patch=cfg.patch_size, tubelet=cfg.tubelet_size, dtype=dt, rngs=rngs
         )
-        self.blocks = nnx.List([Layer(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.blocks = layers.Stack(lambda r: Layer(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         self.layernorm = (
             None if cfg.use_mean_pooling else layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         )

@@ -160,7 +160,7 @@ class Model(nnx.Module):
         self.patch_embed = layers.PatchEmbed(
             cfg.in_chans, d, patch=cfg.patch_size, tubelet=cfg.tubelet_size, dtype=dt, rngs=rngs
         )
-        self.blocks = nnx.List([Block(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.blocks = layers.Stack(lambda r: Block(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         self.norm = layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs)
         self.head = layers.make_head(cfg, d, rngs=rngs)
 

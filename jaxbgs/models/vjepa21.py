@@ -180,7 +180,7 @@ class Model(nnx.Module):
         self.patch_embed_img = layers.PatchEmbed(cfg.in_chans, d, tubelet=1, **embed)
         self.img_mod_embed = nnx.Param(jnp.zeros((1, 1, d)))
         self.video_mod_embed = nnx.Param(jnp.zeros((1, 1, d)))
-        self.blocks = nnx.List([Block(cfg, lora=lora, rngs=rngs) for _ in range(cfg.num_hidden_layers)])
+        self.blocks = layers.Stack(lambda r: Block(cfg, lora=lora, rngs=r), cfg.num_hidden_layers, rngs=rngs)
         self.norms_block = nnx.List(
             [layers.layer_norm(d, cfg.layer_norm_eps, dtype=dt, rngs=rngs) for _ in range(4)]
         )

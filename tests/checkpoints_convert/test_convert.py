@@ -84,6 +84,54 @@ def test_merged_export_loads_in_transformers(trained, tmp_path):
     np.testing.assert_array_equal(reloaded(CLIP).tokens, flax_tokens)
 
 
+def write_format1(params: dict, meta, dst):
+    """A checkpoint as the first format's `save` wrote it: `nnx.to_pure_dict` of a model that held
+    its blocks in an `nnx.List`, one entry per layer under an integer key (`core.flat_params` names)."""
+    import orbax.checkpoint as ocp
+
+    tree = {}
+    for key, value in params.items():
+        *parents, leaf = (int(p) if p.isdigit() else p for p in key.split("."))
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    dst.mkdir()
+    (dst / core.CONFIG_FILE).write_text(json.dumps({**meta.to_json(), "format": 1}))
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(dst / "params", tree)
+    return dst
+
+
+def test_format1_checkpoints_load_by_stacking(trained, tmp_path):
+    model, path = trained
+    meta = core.read_meta(path)
+    old = write_format1(core.flat_params(model), meta, tmp_path / "old")
+    loaded, old_meta = core.load(old)
+    assert old_meta == meta and loaded.blocks.layer.attention.query.kernel.shape == (2, 48, 48)
+    want, got = core.flat_params(model), core.flat_params(loaded)
+    assert got.keys() == want.keys() and "blocks.1.attention.query.lora_b" in got
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    np.testing.assert_array_equal(loaded(CLIP).tokens, model(CLIP).tokens)
+    convert.to_torch(old, tmp_path / "peft", peft=True)  # exports read it too
+    assert core.FORMAT == 2 and json.loads((path / core.CONFIG_FILE).read_text())["format"] == 2
+
+
+def test_damaged_or_unknown_formats_are_named(trained, tmp_path):
+    model, path = trained
+    meta = core.read_meta(path)
+    params = {k: v for k, v in core.flat_params(model).items() if k != "blocks.1.norm2.bias"}
+    old = write_format1(params, meta, tmp_path / "old")
+    missing = r"params: FORMAT 1 parameters do not match the config: missing blocks.1.norm2.bias"
+    with pytest.raises(InputError, match=missing):
+        core.load(old)
+    (old / core.CONFIG_FILE).write_text(json.dumps({**meta.to_json(), "format": 7}))
+    unknown = rf"{core.CONFIG_FILE}: unsupported checkpoint format 7 \(this version reads \[1, 2\]\)"
+    with pytest.raises(InputError, match=unknown):
+        core.load(old)
+
+
 def test_peft_export_applies_to_original_base(trained, hf_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModel

@@ -71,3 +71,21 @@ def test_auto_attention_is_cudnn_in_every_backbone(arch):
     calls = CALLS.get(arch, 1)
     assert len(re.findall(r"__cudnn\$fmhaSoftmax(?!Backward)", hlo)) >= calls
     assert len(re.findall(r"__cudnn\$fmhaSoftmaxBackward", hlo)) >= calls
+
+
+def test_attention_remat_keeps_cudnn_forward():
+    """remat=attention saves cuDNN's forward (output and softmax statistics): the backward holds no
+    second forward kernel, where full remat runs it again."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 8, 64, 64, 3)), jnp.float32)
+    counts = {}
+    for remat in ("none", "full", "attention"):
+        cfg = CFG.replace(dtype="bfloat16", attention="cudnn", remat=remat)
+        model = vjepa2.Model(cfg, lora=lora.LoRAConfig(), rngs=nnx.Rngs(0))
+        graphdef, tr, rest = nnx.split(model, lora.Trainable, ...)
+
+        def loss(t, rest, x, graphdef=graphdef):
+            return jnp.mean(nnx.merge(graphdef, t, rest)(x).embedding.astype(jnp.float32) ** 2)
+
+        hlo = jax.jit(jax.value_and_grad(loss)).lower(tr, rest, x).as_text()
+        counts[remat] = len(re.findall(r"__cudnn\$fmhaSoftmax(?!Backward)", hlo))
+    assert counts["full"] > counts["none"] == counts["attention"] > 0, counts
