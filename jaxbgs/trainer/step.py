@@ -68,7 +68,7 @@ class Trainer(ShardedTrainer):
     def _model(self, trainable, rest, key=None, *, train: bool):
         m = nnx.merge(self.graphdef, trainable, rest, copy=True)  # fresh variables at this trace level
         if key is not None:
-            nnx.reseed(m, dropout=key)
+            nnx.reseed(m, dropout=key, default=key)  # models built with nnx.Rngs(seed): a `default` stream
         m.train() if train else m.eval()
         return m
 

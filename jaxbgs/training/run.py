@@ -27,7 +27,7 @@ RESULTS = "results.json"
 RUN_OUTPUTS = ("metrics.jsonl", "progress.json", RESULTS, "embeddings.npz", "export", "checkpoints", "best")
 # What --resume may change: where things are (inputs, cache, the run directory's spelling), how many
 # devices share the work (checkpoints restore across meshes) and how a step is computed (attention
-# kernel, remat, scan: the same function, other memory and speed); the evaluation's resample count;
+# kernel, remat: the same function, other memory and speed); the evaluation's resample count;
 # the early stop of a leg; how often metrics are fetched and checkpoints written.
 MAY_CHANGE_ON_RESUME = frozenset(
     {"description", "data", "data_dirs", "videos", "weights", "encoder_weights", "cache", "out", "max_steps",

@@ -40,3 +40,29 @@ def test_schedule_settings_are_checked():
         experiments.override(base, experiments.parse_sets(["lr_schedule=cosine", "lr_plateau=true"]))
     exp = experiments.override(base, experiments.parse_sets(["lr_schedule=cosine", "warmup_steps=10"]))
     assert exp.lr_schedule == "cosine" and exp.warmup_steps == 10
+
+
+def test_dropout_masks_follow_the_step_key():
+    """LoRA and head dropout draw from the step's key: another step, other masks; the same key, the
+    same masks (models are built with one `default` stream, which the step reseeds too)."""
+    import jax
+    from flax import nnx
+
+    from jaxbgs import lora
+    from jaxbgs.models import vjepa2
+    from jaxbgs.trainer.step import Trainer
+
+    cfg = vjepa2.Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, crop_size=32,
+                        frames_per_clip=2, head_dim=8, head_dropout=0.5)  # fmt: skip
+    model = vjepa2.Model(cfg, lora=lora.LoRAConfig(rank=2, dropout=0.5), rngs=nnx.Rngs(0))
+    trainer = Trainer(model, make_optimizer(1e-3, 0.0), mean=(0.5,) * 3, std=(0.2,) * 3, margin=0.2, n_grad=1)
+    trainable, _ = trainer.init()
+    trainable = jax.tree.map(lambda x: x + 0.1, trainable)  # B != 0: the adapters' dropout shows
+    clips = np.random.default_rng(0).integers(0, 256, (2, 2, 32, 32, 3), dtype=np.uint8)
+
+    def emb(seed):
+        m = trainer._model(trainable, trainer.rest, jax.random.key(seed), train=True)
+        return np.asarray(trainer._emb(m, clips))
+
+    assert np.array_equal(emb(1), emb(1))
+    assert not np.allclose(emb(1), emb(2))
