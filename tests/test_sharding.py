@@ -124,7 +124,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert "mesh {'data': 2, 'fsdp': 1, 'tensor': 1} over 2 device(s), 2 process(es)" in outs[0]
     assert "demo:" not in outs[1] and "mesh" not in outs[1]  # logs from process 0 only
     ckpt, here = ocp.StandardCheckpointer(), jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    path = {k: (tmp_path / k / "checkpoints" / "3" / "default").absolute() for k in ("one", "two")}
+    path = {k: (tmp_path / k / "checkpoints" / "3" / "state").absolute() for k in ("one", "two")}
     target = jax.tree.map(  # both written over two devices; read onto this process's one
         lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
         ckpt.metadata(path["one"]).item_metadata,
